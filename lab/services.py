@@ -1,0 +1,236 @@
+"""`quantshift lab up|down|status|env`: the lab's background services, their pid files and logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from lab import network, pki, settings, template
+from lab.pve_auth import Auth
+
+
+class LabError(RuntimeError):
+    """Something the operator must fix; the message says what."""
+
+    user_facing = True
+
+
+def _state_file(lab: settings.LabSettings) -> Path:
+    return lab.state_dir / "lab.json"
+
+
+def read_state(lab: settings.LabSettings) -> dict[str, Any]:
+    path = _state_file(lab)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_state(lab: settings.LabSettings, state: dict[str, Any]) -> None:
+    path = _state_file(lab)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, path)
+
+
+def _alive(pid: int | None, marker: str) -> bool:
+    """True when `pid` runs and its command line carries `marker`, so a recycled pid is never ours."""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    return marker in cmdline
+
+
+def _server_marker(lab: settings.LabSettings) -> str:
+    return f"lab.pve_server --state-dir {lab.state_dir}"
+
+
+def _require_root(why: str) -> None:
+    if os.geteuid() != 0:
+        raise LabError(f"{why} needs root (LXC containers and the lab bridge): run as root, e.g. `sudo quantshift lab up`")
+
+
+def _ssl_context(lab: settings.LabSettings) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(lab.ca_cert))
+
+
+def _wait_ready(lab: settings.LabSettings, pid: int, log: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    ctx = _ssl_context(lab)
+    while time.monotonic() < deadline:
+        if not _alive(pid, _server_marker(lab)):
+            tail = log.read_text().strip().splitlines()[-12:] if log.exists() else []
+            raise LabError("the lab API exited at start:\n" + "\n".join(tail))
+        try:
+            urllib.request.urlopen(lab.api_url + "/version", context=ctx, timeout=2)
+            return
+        except urllib.error.HTTPError as err:
+            if err.code == 401:  # it answers, and it wants credentials: ready
+                return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise LabError(f"the lab API did not answer on {lab.api_url} within {timeout:.0f}s; see {log}")
+
+
+def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[str, Any]:
+    """Start the lab (idempotent); returns its connection facts."""
+    state = read_state(lab)
+    if _alive(state.get("pid"), _server_marker(lab)):
+        if state.get("backend") != backend:
+            raise LabError(f"the lab is already up with backend {state.get('backend')}: run `quantshift lab down` first")
+        progress(f"the lab is already up ({backend}) at {lab.api_url}")
+        return env(lab)
+    if backend == "lxc":
+        _require_root("the lxc backend")
+        missing = [t for t in ("lxc-start", "debootstrap", "ip", "ssh-keygen") if shutil.which(t) is None]
+        if missing:
+            raise LabError(f"missing tools: {', '.join(missing)}: run `make setup`")
+    lab.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (lab.state_dir / "logs").mkdir(exist_ok=True)
+    state.update({"backend": backend, "bridge": lab.bridge, "subnet": str(lab.subnet), "port": lab.port})
+    _write_state(lab, state)
+    pki.ensure_ca(lab.pki_dir)
+    Auth.initialise(lab.state_dir / "secrets.json", settings.TOKEN_USER, settings.TOKEN_NAME)
+    _ensure_ssh_key(lab)
+    if backend == "lxc":
+        if not (lab.template_rootfs / "etc" / "os-release").exists():
+            progress("building the container template with debootstrap (about a minute, once per machine)")
+            template.build(lab.template_rootfs)
+        if network.ensure_bridge(lab):
+            state["bridge_created"] = True
+            _write_state(lab, state)
+    log = lab.state_dir / "logs" / "pve.log"
+    env_vars = os.environ | {
+        "QUANTSHIFT_LAB_DIR": str(lab.state_dir),
+        "QUANTSHIFT_LAB_CACHE": str(lab.cache_dir),
+        "QUANTSHIFT_LAB_PORT": str(lab.port),
+        "QUANTSHIFT_LAB_BRIDGE": lab.bridge,
+        "QUANTSHIFT_LAB_SUBNET": str(lab.subnet),
+        "PYTHONUNBUFFERED": "1",
+    }
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lab.pve_server", "--state-dir", str(lab.state_dir), "--backend", backend],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env_vars,
+            start_new_session=True,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
+    state["pid"] = proc.pid
+    (lab.state_dir / "pve.pid").write_text(f"{proc.pid}\n")
+    _write_state(lab, state)
+    _wait_ready(lab, proc.pid, log)
+    progress(f"the lab is up ({backend}): {lab.api_url} (pid {proc.pid}, log {log})")
+    return env(lab)
+
+
+def _ensure_ssh_key(lab: settings.LabSettings) -> None:
+    if lab.ssh_key.exists():
+        return
+    lab.ssh_key.parent.mkdir(mode=0o700, exist_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "quantshift-lab", "-f", str(lab.ssh_key)], check=True)
+
+
+def _stop_pid(pid: int, marker: str, grace: float = 10) -> None:
+    if not _alive(pid, marker):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid, marker):
+        time.sleep(0.05)
+    if _alive(pid, marker):
+        os.kill(pid, signal.SIGKILL)
+
+
+def down(lab: settings.LabSettings, purge: bool = False, progress: Any = print) -> None:
+    """Stop what the lab started and remove what it created (the template cache too with `purge`)."""
+    state = read_state(lab)
+    _stop_pid(int(state.get("pid") or 0), _server_marker(lab))
+    if lab.lxc_path.is_dir():
+        for ct_dir in sorted(p for p in lab.lxc_path.iterdir() if (p / "config").exists()):
+            name = ct_dir.name
+            info = subprocess.run(
+                ["lxc-info", "-P", str(lab.lxc_path), "-n", name, "-s", "-H"], capture_output=True, text=True, check=False
+            )
+            if info.stdout.strip() == "RUNNING":
+                progress(f"stopping container {name}")
+                subprocess.run(["lxc-stop", "-P", str(lab.lxc_path), "-n", name, "-k"], capture_output=True, check=False)
+    if state.get("bridge_created"):
+        network.remove_bridge(str(state.get("bridge", lab.bridge)))
+    if lab.state_dir.exists():
+        shutil.rmtree(lab.state_dir)
+    if purge and lab.cache_dir.exists():
+        shutil.rmtree(lab.cache_dir)
+    progress("the lab is down" + (" and its template cache removed" if purge else ""))
+
+
+def status(lab: settings.LabSettings) -> dict[str, Any]:
+    state = read_state(lab)
+    running = _alive(state.get("pid"), _server_marker(lab))
+    out: dict[str, Any] = {"up": running, "state_dir": str(lab.state_dir)}
+    if not state:
+        return out
+    out |= {
+        "backend": state.get("backend"),
+        "pid": state.get("pid") if running else None,
+        "api_url": lab.api_url,
+        "bridge": state.get("bridge"),
+        "subnet": state.get("subnet"),
+        "log": str(lab.state_dir / "logs" / "pve.log"),
+    }
+    if running:
+        facts = env(lab)
+        req = urllib.request.Request(
+            lab.api_url + "/cluster/resources?type=vm",
+            headers={"Authorization": f"PVEAPIToken={facts['token_id']}={facts['token_secret']}"},
+        )
+        with urllib.request.urlopen(req, context=_ssl_context(lab), timeout=5) as resp:
+            vms = json.load(resp)["data"]
+        out["containers"] = len(vms)
+        out["running"] = sum(1 for v in vms if v["status"] == "running")
+    return out
+
+
+def env(lab: settings.LabSettings) -> dict[str, Any]:
+    """The connection facts a client needs (this includes the token secret)."""
+    secrets_path = lab.state_dir / "secrets.json"
+    if not secrets_path.exists():
+        raise LabError("the lab is not set up: run `quantshift lab up`")
+    secrets = json.loads(secrets_path.read_text())
+    token_id = f"{settings.TOKEN_USER}!{settings.TOKEN_NAME}"
+    return {
+        "api_url": lab.api_url,
+        "host": lab.host,
+        "port": lab.port,
+        "user": settings.TOKEN_USER,
+        "token_name": settings.TOKEN_NAME,
+        "token_id": token_id,
+        "token_secret": secrets["tokens"][token_id]["value"],
+        "readonly_token_id": f"{settings.TOKEN_USER}!readonly",
+        "readonly_token_secret": secrets["tokens"][f"{settings.TOKEN_USER}!readonly"]["value"],
+        "password": secrets["passwords"][settings.TOKEN_USER],
+        "ca_cert": str(lab.ca_cert),
+        "node": settings.NODE_NAME,
+        "storage": settings.STORAGE,
+        "template": settings.TEMPLATE_VOLID,
+        "bridge": lab.bridge,
+        "subnet": str(lab.subnet),
+        "gateway": str(lab.gateway),
+        "ssh_private_key": str(lab.ssh_key),
+        "ssh_public_key": lab.ssh_key.with_suffix(".pub").read_text().strip() if lab.ssh_key.with_suffix(".pub").exists() else None,
+        "backend": read_state(lab).get("backend"),
+    }

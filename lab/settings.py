@@ -1,0 +1,72 @@
+"""Where the lab keeps its state and which addresses it uses; all overridable from the environment."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+NODE_NAME = "lab"
+STORAGE = "local"
+TEMPLATE_NAME = "debian-12-quantshift-lab_12.0-1_amd64.tar.zst"
+TEMPLATE_VOLID = f"{STORAGE}:vztmpl/{TEMPLATE_NAME}"
+TOKEN_USER = "root@pam"
+TOKEN_NAME = "quantshift"
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    """One lab instance: its state directory, API port, bridge and subnet."""
+
+    state_dir: Path
+    cache_dir: Path
+    host: str
+    port: int
+    bridge: str
+    subnet: ipaddress.IPv4Network
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        """The bridge's own address: the first host of the lab subnet."""
+        return next(self.subnet.hosts())
+
+    @property
+    def api_url(self) -> str:
+        return f"https://{self.host}:{self.port}/api2/json"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / "pki"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.pki_dir / "ca.pem"
+
+    @property
+    def lxc_path(self) -> Path:
+        return self.state_dir / "lxc"
+
+    @property
+    def template_rootfs(self) -> Path:
+        return self.cache_dir / "templates" / TEMPLATE_NAME.split("_")[0] / "rootfs"
+
+    @property
+    def ssh_key(self) -> Path:
+        return self.state_dir / "ssh" / "id_ed25519"
+
+
+def from_env(environ: dict[str, str] | None = None) -> LabSettings:
+    """Settings from QUANTSHIFT_LAB_* variables, with the defaults the README documents."""
+    env = os.environ if environ is None else environ
+    subnet = ipaddress.IPv4Network(env.get("QUANTSHIFT_LAB_SUBNET", "10.231.7.0/24"), strict=True)
+    if not subnet.is_private:
+        raise ValueError(f"QUANTSHIFT_LAB_SUBNET={subnet} is not a private network: the lab never routes to a real one")
+    return LabSettings(
+        state_dir=Path(env.get("QUANTSHIFT_LAB_DIR", "/var/lib/quantshift-lab")),
+        cache_dir=Path(env.get("QUANTSHIFT_LAB_CACHE", "/var/cache/quantshift-lab")),
+        host="127.0.0.1",
+        port=int(env.get("QUANTSHIFT_LAB_PORT", "8006")),
+        bridge=env.get("QUANTSHIFT_LAB_BRIDGE", "qsbr0"),
+        subnet=subnet,
+    )

@@ -1,0 +1,5 @@
+import sys
+
+from quantshift.cli import main
+
+sys.exit(main())
