@@ -120,6 +120,8 @@ class JsonServer(ThreadingHTTPServer):
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes; without TCP_NODELAY each answer waits 40 ms for a delayed ACK.
+    disable_nagle_algorithm = True
     server: JsonServer
 
     def log_message(self, format: str, *args: Any) -> None:

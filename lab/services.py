@@ -65,11 +65,11 @@ def _ssl_context(lab: settings.LabSettings) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(lab.ca_cert))
 
 
-def _wait_ready(lab: settings.LabSettings, pid: int, log: Path, timeout: float = 20) -> None:
+def _wait_ready(lab: settings.LabSettings, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     ctx = _ssl_context(lab)
     while time.monotonic() < deadline:
-        if not _alive(pid, _server_marker(lab)):
+        if proc.poll() is not None:
             tail = log.read_text().strip().splitlines()[-12:] if log.exists() else []
             raise LabError("the lab API exited at start:\n" + "\n".join(tail))
         try:
@@ -133,7 +133,7 @@ def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[s
     state["pid"] = proc.pid
     (lab.state_dir / "pve.pid").write_text(f"{proc.pid}\n")
     _write_state(lab, state)
-    _wait_ready(lab, proc.pid, log)
+    _wait_ready(lab, proc, log)
     progress(f"the lab is up ({backend}): {lab.api_url} (pid {proc.pid}, log {log})")
     return env(lab)
 

@@ -1,0 +1,52 @@
+"""Shared bench plumbing: a private lab per bench, the machine's description, result files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def record(name: str, figures: list[dict[str, Any]]) -> Path:
+    """Write one bench's figures (each with name, value, unit, and target/baseline where known)."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    doc = {"bench": name, "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(), "figures": figures}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def write_markdown() -> Path:
+    """Collect every results/*.json into bench/RESULTS.md, one table."""
+    rows = ["| bench | figure | value | unit | target | met | machine | when |", "|---|---|---|---|---|---|---|---|"]
+    for path in sorted(RESULTS.glob("*.json")):
+        doc = json.loads(path.read_text())
+        m = doc["machine"]
+        desc = f"{m['cores']} cores, {m['memory_gib']} GiB"
+        for f in doc["figures"]:
+            target = f.get("target", "")
+            met = "" if "met" not in f else ("yes" if f["met"] else f"no ({f.get('miss', '')})")
+            rows.append(f"| {doc['bench']} | {f['name']} | {f['value']} | {f['unit']} | {target} | {met} | {desc} | {doc['when'][:10]} |")
+    out = RESULTS.parent / "RESULTS.md"
+    out.write_text("# Recorded benchmark results\n\nWritten by `make bench` (`python -m bench.run`); each row comes from bench/results/*.json.\n\n" + "\n".join(rows) + "\n")
+    return out
