@@ -27,7 +27,7 @@ def record(name: str, figures: list[dict[str, Any]]) -> Path:
     """Write one bench's figures (each with name, value, unit, and target/baseline where known)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    doc = {"bench": name, "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(), "figures": figures}
+    doc = {"bench": name, "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(), "figures": figures}
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
 
@@ -48,5 +48,9 @@ def write_markdown() -> Path:
             met = "" if "met" not in f else ("yes" if f["met"] else f"no ({f.get('miss', '')})")
             rows.append(f"| {doc['bench']} | {f['name']} | {f['value']} | {f['unit']} | {target} | {met} | {desc} | {doc['when'][:10]} |")
     out = RESULTS.parent / "RESULTS.md"
-    out.write_text("# Recorded benchmark results\n\nWritten by `make bench` (`python -m bench.run`); each row comes from bench/results/*.json.\n\n" + "\n".join(rows) + "\n")
+    out.write_text(
+        "# Recorded benchmark results\n\nWritten by `make bench` (`python -m bench.run`); each row comes from bench/results/*.json.\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
     return out

@@ -28,7 +28,13 @@ def memory_creates(n: int = MEMORY_CREATES) -> list[dict[str, Any]]:
             done = time.perf_counter() - t0
             assert len(node.lxc.get()) == n
     return [
-        {"name": f"{n} creates through proxmoxer (POST, one client)", "value": round(n / posted, 1), "unit": "creates/s", "target": ">= 100"} | {"met": n / posted >= 100},
+        {
+            "name": f"{n} creates through proxmoxer (POST, one client)",
+            "value": round(n / posted, 1),
+            "unit": "creates/s",
+            "target": ">= 100",
+        }
+        | {"met": n / posted >= 100},
         {"name": f"{n} creates, every task waited on", "value": round(n / done, 1), "unit": "creates/s"},
     ]
 
@@ -42,8 +48,14 @@ def lxc_three_to_ssh() -> list[dict[str, Any]]:
 
             def one(i: int) -> None:
                 net = f"name=eth0,bridge={facts['bridge']},ip={prefix}.{10 + i}/24,gw={facts['gateway']}"
-                upid = node.lxc.post(vmid=100 + i, ostemplate=facts["template"], hostname=f"bench-{i}", net0=net,
-                                     start=1, **{"ssh-public-keys": facts["ssh_public_key"]})
+                upid = node.lxc.post(
+                    vmid=100 + i,
+                    ostemplate=facts["template"],
+                    hostname=f"bench-{i}",
+                    net0=net,
+                    start=1,
+                    **{"ssh-public-keys": facts["ssh_public_key"]},
+                )
                 assert labkit.wait(node, upid)["exitstatus"] == "OK"
                 labkit.wait_ssh(facts, f"{prefix}.{10 + i}")
 
@@ -51,7 +63,15 @@ def lxc_three_to_ssh() -> list[dict[str, Any]]:
             with concurrent.futures.ThreadPoolExecutor(3) as pool:
                 list(pool.map(one, range(3)))
             elapsed = time.perf_counter() - t0
-    return [{"name": "create + start 3 containers until SSH answers (lxc)", "value": round(elapsed, 2), "unit": "s", "target": "< 60", "met": elapsed < 60}]
+    return [
+        {
+            "name": "create + start 3 containers until SSH answers (lxc)",
+            "value": round(elapsed, 2),
+            "unit": "s",
+            "target": "< 60",
+            "met": elapsed < 60,
+        }
+    ]
 
 
 def main() -> None:

@@ -274,7 +274,7 @@ class PveApi:
         def task_list(req: Request) -> Any:
             self._node(req)
             limit = int(req.params.get("limit", "50"))
-            tasks = sorted(self.store.tasks.values(), key=lambda t: t.starttime, reverse=True)[:limit]
+            tasks = sorted(self.store.tasks.values(), key=lambda t: (t.starttime, t.pid), reverse=True)[:limit]
             return [t.status_view() | ({"endtime": t.endtime} if t.endtime else {}) for t in tasks]
 
         @r.route("GET", "/nodes/{node}/tasks/{upid}/status")

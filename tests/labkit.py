@@ -86,9 +86,27 @@ def wait(node: Any, upid: str, timeout: float = 120) -> dict[str, Any]:
 
 def ssh(facts: dict[str, Any], ip: str, command: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["ssh", "-i", facts["ssh_private_key"], "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=2", f"root@{ip}", command],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        [
+            "ssh",
+            "-i",
+            facts["ssh_private_key"],
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=2",
+            f"root@{ip}",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

@@ -34,9 +34,19 @@ def test_lifecycle_create_start_snapshot_rollback_stop_delete(lab: dict[str, Any
     vmid, host = 900, 50
     ip = lab["subnet"].rsplit(".", 1)[0] + f".{host}"
     upid = node.lxc.post(
-        vmid=vmid, ostemplate=lab["template"], hostname="qs-test", cores=1, memory=256, swap=0,
-        rootfs="local:2", net0=_net(lab, host), features="nesting=1", unprivileged=1, onboot=1,
-        tags="quantshift;test", **{"ssh-public-keys": lab["ssh_public_key"]},
+        vmid=vmid,
+        ostemplate=lab["template"],
+        hostname="qs-test",
+        cores=1,
+        memory=256,
+        swap=0,
+        rootfs="local:2",
+        net0=_net(lab, host),
+        features="nesting=1",
+        unprivileged=1,
+        onboot=1,
+        tags="quantshift;test",
+        **{"ssh-public-keys": lab["ssh_public_key"]},
     )
     assert upid.startswith(f"UPID:{lab['node']}:") and ":vzcreate:900:" in upid
     assert labkit.wait(node, upid)["exitstatus"] == "OK"
@@ -146,14 +156,18 @@ def test_config_update_and_delete_keys(memory_lab: dict[str, Any]) -> None:
 
 
 def test_ticket_auth_requires_csrf_on_writes(memory_lab: dict[str, Any]) -> None:
-    px = ProxmoxAPI(memory_lab["host"], port=memory_lab["port"], user="root@pam", password=memory_lab["password"], verify_ssl=memory_lab["ca_cert"])
+    px = ProxmoxAPI(
+        memory_lab["host"], port=memory_lab["port"], user="root@pam", password=memory_lab["password"], verify_ssl=memory_lab["ca_cert"]
+    )
     assert px.nodes.get()[0]["node"] == memory_lab["node"]
     ticket, csrf = px.get_tokens()
     url = memory_lab["api_url"] + f"/nodes/{memory_lab['node']}/lxc"
     body = {"vmid": "930", "ostemplate": memory_lab["template"]}
     no_csrf = requests.post(url, data=body, cookies={"PVEAuthCookie": ticket}, verify=memory_lab["ca_cert"], timeout=10)
     assert no_csrf.status_code == 401
-    ok = requests.post(url, data=body, cookies={"PVEAuthCookie": ticket}, headers={"CSRFPreventionToken": csrf}, verify=memory_lab["ca_cert"], timeout=10)
+    ok = requests.post(
+        url, data=body, cookies={"PVEAuthCookie": ticket}, headers={"CSRFPreventionToken": csrf}, verify=memory_lab["ca_cert"], timeout=10
+    )
     assert ok.status_code == 200 and ok.json()["data"].startswith("UPID:")
     node = px.nodes(memory_lab["node"])
     labkit.wait(node, ok.json()["data"])
@@ -186,7 +200,9 @@ def test_tls_is_from_the_lab_ca_and_verified(memory_lab: dict[str, Any]) -> None
         urllib.request.urlopen(memory_lab["api_url"] + "/version", context=ssl.create_default_context(), timeout=5)
     assert isinstance(err.value.reason, ssl.SSLCertVerificationError)
     with pytest.raises(urllib.error.HTTPError) as auth:  # the lab CA verifies; then auth is what stops us
-        urllib.request.urlopen(memory_lab["api_url"] + "/version", context=ssl.create_default_context(cafile=memory_lab["ca_cert"]), timeout=5)
+        urllib.request.urlopen(
+            memory_lab["api_url"] + "/version", context=ssl.create_default_context(cafile=memory_lab["ca_cert"]), timeout=5
+        )
     assert auth.value.code == 401
 
 
@@ -243,10 +259,17 @@ def test_lab_cli_up_status_env_down(tmp_path: Any) -> None:
     import sys
 
     lab = labkit.lab_settings(tmp_path, "10.231.12.0/24", "qsbrc0")
-    env = os.environ | {"QUANTSHIFT_LAB_DIR": str(lab.state_dir), "QUANTSHIFT_LAB_PORT": str(lab.port), "QUANTSHIFT_LAB_SUBNET": str(lab.subnet), "QUANTSHIFT_LAB_BRIDGE": lab.bridge}
+    env = os.environ | {
+        "QUANTSHIFT_LAB_DIR": str(lab.state_dir),
+        "QUANTSHIFT_LAB_PORT": str(lab.port),
+        "QUANTSHIFT_LAB_SUBNET": str(lab.subnet),
+        "QUANTSHIFT_LAB_BRIDGE": lab.bridge,
+    }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "quantshift", "lab", *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "quantshift", "lab", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
 
     assert cli("status").returncode == 3
     try:

@@ -1,0 +1,15 @@
+"""`make bench`: run every benchmark, record results/*.json and bench/RESULTS.md."""
+
+from __future__ import annotations
+
+from bench import common, lab_api, provision
+
+
+def main() -> None:
+    lab_api.main()
+    provision.main()
+    print(common.write_markdown())
+
+
+if __name__ == "__main__":
+    main()
