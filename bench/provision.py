@@ -33,7 +33,10 @@ def memory_many(n: int = 200) -> list[dict[str, Any]]:
             doc = {
                 "endpoint": {"host": facts["host"], "port": facts["port"], "node": facts["node"], "ca_cert": facts["ca_cert"]},
                 "defaults": {"template": facts["template"], "bridge": facts["bridge"], "gateway": facts["gateway"], "start": False},
-                "containers": [{"vmid": 1000 + i, "hostname": f"bot-{i}", "role": "paper", "ip": f"10.231.{1 + i // 250}.{1 + i % 250}/16"} for i in range(n)],
+                "containers": [
+                    {"vmid": 1000 + i, "hostname": f"bot-{i}", "role": "paper", "ip": f"10.231.{1 + i // 250}.{1 + i % 250}/16"}
+                    for i in range(n)
+                ],
             }
             path = Path(tmp) / "many.yml"
             path.write_text(yaml.safe_dump(doc))
@@ -58,8 +61,12 @@ def memory_many(n: int = 200) -> list[dict[str, Any]]:
                 tasks.wait(node, node.lxc.post(**plan.create_params(ct)), "create", 60)
             sequential = time.perf_counter() - t0
     return [
-        {"name": f"apply {n} containers from nothing (memory, 20 ms tasks, parallel)", "value": round(n / parallel, 1), "unit": "containers/s",
-         "baseline": f"{round(n / sequential, 1)} containers/s one at a time"},
+        {
+            "name": f"apply {n} containers from nothing (memory, 20 ms tasks, parallel)",
+            "value": round(n / parallel, 1),
+            "unit": "containers/s",
+            "baseline": f"{round(n / sequential, 1)} containers/s one at a time",
+        },
         {"name": f"idempotent apply of {n} containers (nothing to do)", "value": round(noop, 2), "unit": "s"},
     ]
 
@@ -69,8 +76,12 @@ def lxc_lab_spec() -> list[dict[str, Any]]:
         lab = labkit.lab_settings(Path(tmp), "10.231.22.0/24", "qsbrb3")
         with labkit.running_lab(lab, "lxc") as facts:
             text = (ROOT / "inventory" / "lab" / "containers.yml").read_text()
-            text = (text.replace("port: 8006", f"port: {facts['port']}").replace("/var/lib/quantshift-lab", str(lab.state_dir))
-                    .replace("bridge: qsbr0", f"bridge: {facts['bridge']}").replace("10.231.7.", "10.231.22."))
+            text = (
+                text.replace("port: 8006", f"port: {facts['port']}")
+                .replace("/var/lib/quantshift-lab", str(lab.state_dir))
+                .replace("bridge: qsbr0", f"bridge: {facts['bridge']}")
+                .replace("10.231.7.", "10.231.22.")
+            )
             path = Path(tmp) / "containers.yml"
             path.write_text(text)
             loaded, api = _connect(path)
@@ -82,7 +93,13 @@ def lxc_lab_spec() -> list[dict[str, Any]]:
             to_ssh = time.perf_counter() - t0
             assert not outcome.errors
     return [
-        {"name": "apply the lab spec (3 containers) from nothing (lxc)", "value": round(applied, 2), "unit": "s", "target": "< 60", "met": applied < 60},
+        {
+            "name": "apply the lab spec (3 containers) from nothing (lxc)",
+            "value": round(applied, 2),
+            "unit": "s",
+            "target": "< 60",
+            "met": applied < 60,
+        },
         {"name": "... until SSH answers on all three", "value": round(to_ssh, 2), "unit": "s", "target": "< 60", "met": to_ssh < 60},
     ]
 

@@ -24,10 +24,19 @@ def spec_text(facts: dict[str, Any], *, extra: dict[int, dict[str, Any]] | None 
     prefix = facts["subnet"].rsplit(".", 1)[0]
     doc: dict[str, Any] = {
         "endpoint": {"host": facts["host"], "port": facts["port"], "node": facts["node"], "ca_cert": facts["ca_cert"], "task_timeout": 60},
-        "defaults": {"template": facts["template"], "bridge": facts["bridge"], "gateway": facts["gateway"], "memory": 256, "swap": 0,
-                     "rootfs": "local:2", "ssh_public_keys": [facts["ssh_public_key"]]} | (defaults or {}),
+        "defaults": {
+            "template": facts["template"],
+            "bridge": facts["bridge"],
+            "gateway": facts["gateway"],
+            "memory": 256,
+            "swap": 0,
+            "rootfs": "local:2",
+            "ssh_public_keys": [facts["ssh_public_key"]],
+        }
+        | (defaults or {}),
         "containers": [
-            {"vmid": 100 + i, "hostname": f"quantshift-{role}", "role": role, "ip": f"{prefix}.{10 + i}/24"} | (extra or {}).get(100 + i, {})
+            {"vmid": 100 + i, "hostname": f"quantshift-{role}", "role": role, "ip": f"{prefix}.{10 + i}/24"}
+            | (extra or {}).get(100 + i, {})
             for i, role in enumerate(("primary", "standby", "paper"))
         ],
     }
@@ -99,7 +108,9 @@ def test_changes_needing_recreation_are_refused_then_done_with_recreate(prov: di
     wanted = prov["load"](extra={100: {"unprivileged": False}, 101: {"rootfs": "local:1"}})
     with pytest.raises(client.ProvisionError) as err:
         apply.apply(api, wanted, report=QUIET)
-    assert "nothing was changed" in str(err.value) and "unprivileged 1 -> 0" in str(err.value) and "rootfs shrink 2G -> 1G" in str(err.value)
+    assert (
+        "nothing was changed" in str(err.value) and "unprivileged 1 -> 0" in str(err.value) and "rootfs shrink 2G -> 1G" in str(err.value)
+    )
     assert node.lxc(100).config.get() == before
     outcome = apply.apply(api, wanted, recreate=True, report=QUIET)
     assert outcome.actions[100] == "recreate" and not outcome.errors
@@ -185,7 +196,15 @@ def test_auth_and_reachability_errors(prov: dict[str, Any], monkeypatch: pytest.
     outcome = apply.apply(ro, loaded, report=QUIET)
     assert set(outcome.errors) == {100, 101, 102} and "lacks a permission" in outcome.errors[100]
 
-    closed = spec.Endpoint(host="127.0.0.1", port=labkit.free_port(), node="lab", ca_cert=Path(facts["ca_cert"]), credentials_file=None, timeout=2, task_timeout=5)
+    closed = spec.Endpoint(
+        host="127.0.0.1",
+        port=labkit.free_port(),
+        node="lab",
+        ca_cert=Path(facts["ca_cert"]),
+        credentials_file=None,
+        timeout=2,
+        task_timeout=5,
+    )
     with pytest.raises(client.ProvisionError, match="cannot reach the Proxmox API"):
         client.connect(closed, client.credentials(loaded.endpoint))
 
@@ -207,7 +226,19 @@ def test_credentials_file_plain_and_vault(prov: dict[str, Any], tmp_path: Path, 
     password = tmp_path / "vault-pass"
     password.write_text("lab-vault-password\n")
     vault = tmp_path / "creds.vault.yml"
-    subprocess.run([str(Path(sys.executable).parent / "ansible-vault"), "encrypt", "--vault-password-file", str(password), "--output", str(vault), str(creds)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-vault"),
+            "encrypt",
+            "--vault-password-file",
+            str(password),
+            "--output",
+            str(vault),
+            str(creds),
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert facts["token_secret"] not in vault.read_text()
     ep_vault = spec.Endpoint("127.0.0.1", facts["port"], facts["node"], Path(facts["ca_cert"]), vault, 10, 60)
     with pytest.raises(client.ProvisionError, match="ANSIBLE_VAULT_PASSWORD_FILE"):
@@ -220,8 +251,15 @@ def test_cli_plan_exit_codes_and_destroy_confirmation(prov: dict[str, Any]) -> N
     env = os.environ.copy()
 
     def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "quantshift", "provision", *args, "--spec", str(prov["path"])],
-                              env=env, capture_output=True, text=True, input=stdin, timeout=120, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "quantshift", "provision", *args, "--spec", str(prov["path"])],
+            env=env,
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=120,
+            check=False,
+        )
 
     pending = cli("plan")
     assert pending.returncode == 3 and "3 to create" in pending.stdout
@@ -242,10 +280,12 @@ def test_lab_spec_end_to_end_on_lxc(lxc_lab: dict[str, Any], tmp_path: Path, mon
     facts = lxc_lab
     lab_settings = facts["settings"]
     text = (ROOT / "inventory" / "lab" / "containers.yml").read_text()
-    text = (text.replace("port: 8006", f"port: {facts['port']}")
-            .replace("/var/lib/quantshift-lab", str(lab_settings.state_dir))
-            .replace("bridge: qsbr0", f"bridge: {facts['bridge']}")
-            .replace("10.231.7.", facts["subnet"].rsplit(".", 1)[0] + "."))
+    text = (
+        text.replace("port: 8006", f"port: {facts['port']}")
+        .replace("/var/lib/quantshift-lab", str(lab_settings.state_dir))
+        .replace("bridge: qsbr0", f"bridge: {facts['bridge']}")
+        .replace("10.231.7.", facts["subnet"].rsplit(".", 1)[0] + ".")
+    )
     path = tmp_path / "containers.yml"
     path.write_text(text)
     loaded = spec.load(path)
