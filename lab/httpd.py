@@ -9,6 +9,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,6 +41,15 @@ class Request:
 
 
 Handler = Callable[[Request], Any]
+
+
+@dataclass
+class Reply:
+    """A handler's answer when it is not a plain 200 with a JSON body (204, 207, ...)."""
+
+    status: int
+    body: Any = None
+    empty: bool = False
 
 
 class Router:
@@ -146,7 +156,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             handler, req.vars = self.server.router.resolve(self.command, url.path)
             if self.server.authenticate is not None and not getattr(handler, "public", False):
                 self.server.authenticate(req)
-            payload = self.server.envelope(handler(req))
+            result = handler(req)
+            if isinstance(result, Reply):
+                status, reason = result.status, HTTPStatus(result.status).phrase
+                payload = None if result.empty else self.server.envelope(result.body)
+            else:
+                payload = self.server.envelope(result)
         except ApiError as err:
             status, reason = err.status, err.message
             if err.errors:
@@ -156,7 +171,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             log.exception("unhandled error on %s %s", self.command, url.path)
             status, reason = 500, f"internal error: {err}"
             payload = {"data": None, "message": reason}
-        data = json.dumps(payload).encode()
+        data = b"" if payload is None and status == 204 else json.dumps(payload).encode()
         reason = reason.replace("\n", " ").strip().encode("latin-1", "replace").decode("latin-1")
         self.send_response(status, reason)
         self.send_header("Content-Type", "application/json;charset=UTF-8")

@@ -56,6 +56,10 @@ def _server_marker(lab: settings.LabSettings) -> str:
     return f"lab.pve_server --state-dir {lab.state_dir}"
 
 
+def _exchange_marker(lab: settings.LabSettings) -> str:
+    return f"lab.exchange_server --state-dir {lab.state_dir}"
+
+
 def _require_root(why: str) -> None:
     if os.geteuid() != 0:
         raise LabError(f"{why} needs root (LXC containers and the lab bridge): run as root, e.g. `sudo quantshift lab up`")
@@ -87,7 +91,7 @@ def _wait_ready(lab: settings.LabSettings, proc: subprocess.Popen[bytes], log: P
 def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[str, Any]:
     """Start the lab (idempotent); returns its connection facts."""
     state = read_state(lab)
-    if _alive(state.get("pid"), _server_marker(lab)):
+    if _alive(state.get("pid"), _server_marker(lab)) and _alive(state.get("exchange_pid"), _exchange_marker(lab)):
         if state.get("backend") != backend:
             raise LabError(f"the lab is already up with backend {state.get('backend')}: run `quantshift lab down` first")
         progress(f"the lab is already up ({backend}) at {lab.api_url}")
@@ -104,6 +108,7 @@ def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[s
     pki.ensure_ca(lab.pki_dir)
     Auth.initialise(lab.state_dir / "secrets.json", settings.TOKEN_USER, settings.TOKEN_NAME)
     _write_client_credentials(lab)
+    _ensure_exchange_accounts(lab)
     _ensure_ssh_key(lab)
     if backend == "lxc":
         if not (lab.template_rootfs / "etc" / "os-release").exists():
@@ -112,6 +117,8 @@ def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[s
         if network.ensure_bridge(lab):
             state["bridge_created"] = True
             _write_state(lab, state)
+    _stop_pid(int(state.get("pid") or 0), _server_marker(lab))  # a half-up lab from a crash: start clean
+    _stop_pid(int(state.get("exchange_pid") or 0), _exchange_marker(lab))
     log = lab.state_dir / "logs" / "pve.log"
     env_vars = os.environ | {
         "QUANTSHIFT_LAB_DIR": str(lab.state_dir),
@@ -120,6 +127,8 @@ def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[s
         "QUANTSHIFT_LAB_BRIDGE": lab.bridge,
         "QUANTSHIFT_LAB_SUBNET": str(lab.subnet),
         "PYTHONUNBUFFERED": "1",
+        "QUANTSHIFT_LAB_ALPACA_PORT": str(lab.alpaca_port),
+        "QUANTSHIFT_LAB_COINBASE_PORT": str(lab.coinbase_port),
     }
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -135,8 +144,74 @@ def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[s
     (lab.state_dir / "pve.pid").write_text(f"{proc.pid}\n")
     _write_state(lab, state)
     _wait_ready(lab, proc, log)
-    progress(f"the lab is up ({backend}): {lab.api_url} (pid {proc.pid}, log {log})")
+    binds = ["127.0.0.1"] + ([str(lab.gateway)] if network.bridge_exists(lab.bridge) and backend == "lxc" else [])
+    ex_log = lab.state_dir / "logs" / "exchanges.log"
+    with open(ex_log, "ab") as out:
+        ex_proc = subprocess.Popen(
+            [sys.executable, "-m", "lab.exchange_server", "--state-dir", str(lab.state_dir), *(a for b in binds for a in ("--bind", b))],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env_vars,
+            start_new_session=True,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
+    state["exchange_pid"] = ex_proc.pid
+    _write_state(lab, state)
+    _wait_port(lab, ex_proc, ex_log, lab.alpaca_port)
+    progress(
+        f"the lab is up ({backend}): {lab.api_url} (pid {proc.pid}, log {log}); "
+        f"exchanges: alpaca http://127.0.0.1:{lab.alpaca_port}, coinbase https://127.0.0.1:{lab.coinbase_port} (pid {ex_proc.pid})"
+    )
     return env(lab)
+
+
+def _wait_port(lab: settings.LabSettings, proc: subprocess.Popen[bytes], log: Path, port: int, timeout: float = 20) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text().strip().splitlines()[-12:] if log.exists() else []
+            raise LabError("the lab exchanges exited at start:\n" + "\n".join(tail))
+        with socket.socket() as sock:
+            if sock.connect_ex((lab.host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise LabError(f"the lab exchanges did not listen on port {port} within {timeout:.0f}s; see {log}")
+
+
+def _ensure_exchange_accounts(lab: settings.LabSettings) -> None:
+    """exchanges.json (0600): API keys for a paper and a live account on each lab exchange."""
+    import secrets as pysecrets
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    path = lab.state_dir / "exchanges.json"
+    if path.exists():
+        return
+    conf: dict[str, Any] = {"admin_token": pysecrets.token_hex(16), "alpaca": {}, "coinbase": {}}
+    for account in ("paper", "live"):
+        conf["alpaca"][account] = {
+            "key_id": f"LAB{account.upper()}{pysecrets.token_hex(6).upper()}",
+            "secret_key": pysecrets.token_urlsafe(30),
+            "cash": 100_000.0,
+        }
+        key = ec.generate_private_key(ec.SECP256R1())
+        conf["coinbase"][account] = {
+            "key_name": f"organizations/quantshift-lab/apiKeys/{account}-{pysecrets.token_hex(8)}",
+            "private_key": key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ).decode(),
+            "public_key": key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode(),
+            "cash": 100_000.0,
+        }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(conf, fh, indent=1)
 
 
 def _write_client_credentials(lab: settings.LabSettings) -> None:
@@ -174,6 +249,7 @@ def down(lab: settings.LabSettings, purge: bool = False, progress: Any = print) 
     """Stop what the lab started and remove what it created (the template cache too with `purge`)."""
     state = read_state(lab)
     _stop_pid(int(state.get("pid") or 0), _server_marker(lab))
+    _stop_pid(int(state.get("exchange_pid") or 0), _exchange_marker(lab))
     if lab.lxc_path.is_dir():
         for ct_dir in sorted(p for p in lab.lxc_path.iterdir() if (p / "config").exists()):
             name = ct_dir.name
@@ -247,4 +323,21 @@ def env(lab: settings.LabSettings) -> dict[str, Any]:
         "ssh_private_key": str(lab.ssh_key),
         "ssh_public_key": lab.ssh_key.with_suffix(".pub").read_text().strip() if lab.ssh_key.with_suffix(".pub").exists() else None,
         "backend": read_state(lab).get("backend"),
+    } | _exchange_facts(lab)
+
+
+def _exchange_facts(lab: settings.LabSettings) -> dict[str, Any]:
+    path = lab.state_dir / "exchanges.json"
+    if not path.exists():
+        return {}
+    conf = json.loads(path.read_text())
+    return {
+        "exchange_admin_token": conf["admin_token"],
+        "alpaca_url": f"http://{lab.host}:{lab.alpaca_port}",
+        "alpaca_url_from_containers": f"http://{lab.gateway}:{lab.alpaca_port}",
+        "alpaca": {name: {"key_id": a["key_id"], "secret_key": a["secret_key"]} for name, a in conf["alpaca"].items()},
+        "coinbase_base_url": f"{lab.host}:{lab.coinbase_port}",
+        "coinbase_base_url_from_containers": f"{lab.gateway}:{lab.coinbase_port}",
+        "coinbase": {name: {"key_name": a["key_name"], "private_key": a["private_key"]} for name, a in conf["coinbase"].items()},
+        "exchange_ca_cert": str(lab.ca_cert),
     }

@@ -25,6 +25,8 @@ class LabSettings:
     port: int
     bridge: str
     subnet: ipaddress.IPv4Network
+    alpaca_port: int = 8010
+    coinbase_port: int = 8011
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:
@@ -69,4 +71,6 @@ def from_env(environ: dict[str, str] | None = None) -> LabSettings:
         port=int(env.get("QUANTSHIFT_LAB_PORT", "8006")),
         bridge=env.get("QUANTSHIFT_LAB_BRIDGE", "qsbr0"),
         subnet=subnet,
+        alpaca_port=int(env.get("QUANTSHIFT_LAB_ALPACA_PORT", "8010")),
+        coinbase_port=int(env.get("QUANTSHIFT_LAB_COINBASE_PORT", "8011")),
     )

@@ -59,7 +59,7 @@ def _lab_env(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(facts, indent=2))
         return 0
-    hidden = {"token_secret", "readonly_token_secret", "password"}
+    hidden = {"token_secret", "readonly_token_secret", "password", "exchange_admin_token", "alpaca", "coinbase"}
     for key, value in facts.items():
         print(f"{key:<22} {'(hidden: use --json)' if key in hidden else value}")
     return 0
@@ -119,7 +119,7 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     from importlib import import_module
 
     out: list[Callable[[Any], None]] = []
-    for module in ("proxmox.cli",):
+    for module in ("proxmox.cli", "bot.cli"):
         try:
             out.append(import_module(module).register)
         except ModuleNotFoundError as err:

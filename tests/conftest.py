@@ -40,3 +40,35 @@ def lxc_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     with labkit.running_lab(lab, "lxc") as facts:
         facts["settings"] = lab
         yield facts
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.botkit import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: Any) -> str:
+    import redis
+
+    if redis_server.proc is None:  # a test stopped it: bring it back for the next one
+        redis_server.start()
+    redis.Redis.from_url(redis_server.url).flushall()
+    url: str = redis_server.url
+    return url
+
+
+@pytest.fixture
+def trade_lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A private lab whose market moves ten bars a second, so strategies act within a test's seconds."""
+    lab = labkit.lab_settings(tmp_path, "10.231.14.0/24", "qsbrx0")
+    with labkit.running_lab(lab, "memory", {"QUANTSHIFT_LAB_MARKET_SPEED": "600"}) as facts:
+        facts["settings"] = lab
+        yield facts

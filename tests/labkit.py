@@ -32,6 +32,8 @@ def lab_settings(tmp: Path, subnet: str, bridge: str) -> settings.LabSettings:
         port=free_port(),
         bridge=bridge,
         subnet=ipaddress.IPv4Network(subnet),
+        alpaca_port=free_port(),
+        coinbase_port=free_port(),
     )
 
 

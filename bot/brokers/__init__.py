@@ -1,0 +1,25 @@
+"""Brokers behind one interface: Alpaca (alpaca-py), Coinbase (coinbase-advanced-py), and an in-process sim."""
+
+from __future__ import annotations
+
+from bot.brokers.base import Broker, BrokerError, OrderRejected
+from bot.config import BotConfig
+
+__all__ = ["Broker", "BrokerError", "OrderRejected", "make"]
+
+
+def make(cfg: BotConfig) -> Broker:
+    """The broker for this config; SDKs are imported only when chosen (they are slow to import)."""
+    if cfg.broker == "alpaca":
+        from bot.brokers.alpaca import AlpacaBroker
+
+        assert cfg.alpaca is not None
+        return AlpacaBroker(cfg.alpaca, paper=cfg.mode.value == "paper")
+    if cfg.broker == "coinbase":
+        from bot.brokers.coinbase import CoinbaseBroker
+
+        assert cfg.coinbase is not None
+        return CoinbaseBroker(cfg.coinbase)
+    from bot.brokers.sim import SimBroker
+
+    return SimBroker(cfg.symbols)

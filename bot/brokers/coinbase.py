@@ -1,0 +1,152 @@
+"""Coinbase Advanced Trade through coinbase-advanced-py: RESTClient on `base_url`, JWT-signed calls.
+
+Spot has no positions: a position is the balance of a product's base currency. Coinbase does not
+keep an entry price, so a position adopted from the broker takes the current price as its entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import requests
+from coinbase.rest import RESTClient
+
+from bot.brokers.base import BrokerError, OrderRejected
+from bot.config import CoinbaseSettings
+from bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest
+
+T = TypeVar("T")
+_STATUS = {
+    "OPEN": "new",
+    "PENDING": "new",
+    "QUEUED": "new",
+    "FILLED": "filled",
+    "CANCELLED": "canceled",
+    "EXPIRED": "expired",
+    "FAILED": "rejected",
+    "CANCEL_QUEUED": "new",
+}
+
+
+def _guard(fn: Callable[[], T], what: str) -> T:
+    try:
+        return fn()
+    except requests.HTTPError as err:
+        code = err.response.status_code if err.response is not None else 0
+        if code >= 500 or code == 429:
+            raise BrokerError(f"{what}: HTTP {code}") from None
+        raise OrderRejected(f"{what}: HTTP {code}") from None
+    except (requests.ConnectionError, requests.Timeout) as err:
+        raise BrokerError(f"{what}: {err.__class__.__name__}") from None
+
+
+def _d(obj: Any) -> dict[str, Any]:
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+class CoinbaseBroker:
+    name = "coinbase"
+    fractional = True
+
+    def __init__(self, cfg: CoinbaseSettings) -> None:
+        self.client = RESTClient(api_key=cfg.api_key, api_secret=cfg.private_key, base_url=cfg.base_url, timeout=10)
+        if cfg.ca_bundle:
+            # Trust this CA (the lab's), still verifying. REQUESTS_CA_BUNDLE in the environment would
+            # silently override a session's CA, so the session stops reading the environment.
+            self.client.session.verify = cfg.ca_bundle
+            self.client.session.trust_env = False
+        self._last: dict[str, float] = {}
+
+    def _price(self, symbol: str) -> float:
+        if symbol not in self._last:
+            product = _d(_guard(lambda: self.client.get_product(symbol), f"product {symbol}"))
+            self._last[symbol] = float(product["price"])
+        return self._last[symbol]
+
+    def equity(self) -> float:
+        total = 0.0
+        for acct in _d(_guard(self.client.get_accounts, "accounts"))["accounts"]:
+            value = float(acct["available_balance"]["value"])
+            total += value if acct["currency"] == "USD" else value * self._price(f"{acct['currency']}-USD")
+        return total
+
+    def bars(self, symbols: tuple[str, ...], count: int) -> dict[str, list[Bar]]:
+        clock: Any = _guard(self.client.get_unix_time, "time")
+        now = int(clock.epoch_seconds)
+        out: dict[str, list[Bar]] = {}
+        for symbol in symbols:
+            doc = self._candles(symbol, now - (count + 5) * 60, now)
+            rows = sorted(doc["candles"], key=lambda c: int(c["start"]))[-count:]
+            out[symbol] = [
+                Bar(int(c["start"]), float(c["open"]), float(c["high"]), float(c["low"]), float(c["close"]), float(c["volume"]))
+                for c in rows
+            ]
+            if out[symbol]:
+                self._last[symbol] = out[symbol][-1].c
+        return out
+
+    def _candles(self, symbol: str, start: int, end: int) -> dict[str, Any]:
+        return _d(_guard(lambda: self.client.get_candles(symbol, str(start), str(end), "ONE_MINUTE"), f"candles {symbol}"))
+
+    def positions(self) -> dict[str, BrokerPosition]:
+        out = {}
+        for acct in _d(_guard(self.client.get_accounts, "accounts"))["accounts"]:
+            qty = float(acct["available_balance"]["value"])
+            if acct["currency"] != "USD" and qty > 0:
+                symbol = f"{acct['currency']}-USD"
+                out[symbol] = BrokerPosition(symbol, qty, self._price(symbol))
+        return out
+
+    def _orders(self, **filters: Any) -> list[dict[str, Any]]:
+        return list(_d(_guard(lambda: self.client.list_orders(**filters), "orders"))["orders"])
+
+    def open_orders(self) -> list[BrokerOrder]:
+        return [_order(o) for o in self._orders(order_status=["OPEN"])]
+
+    def submit(self, req: OrderRequest) -> BrokerOrder:
+        size = f"{req.qty:.8f}".rstrip("0").rstrip(".")
+        place = self.client.market_order_buy if req.side == "buy" else self.client.market_order_sell
+        doc = _d(
+            _guard(
+                lambda: place(client_order_id=req.client_order_id, product_id=req.symbol, base_size=size), f"order {req.client_order_id}"
+            )
+        )
+        if not doc.get("success"):
+            err = doc.get("error_response") or {}
+            raise OrderRejected(f"order {req.client_order_id}: {err.get('error')}: {err.get('message')}")
+        order_id = doc["success_response"]["order_id"]
+        return _order(_d(_guard(lambda: self.client.get_order(order_id), "order lookup"))["order"])
+
+    def find(self, client_order_id: str) -> BrokerOrder | None:
+        for o in self._orders():
+            if o["client_order_id"] == client_order_id:
+                return _order(o)
+        return None
+
+    def cancel(self, order_id: str) -> None:
+        _guard(lambda: self.client.cancel_orders([order_id]), f"cancel {order_id}")
+
+    def close_position(self, symbol: str) -> BrokerOrder | None:
+        pos = self.positions().get(symbol)
+        if pos is None:
+            return None
+        import uuid
+
+        return self.submit(OrderRequest(f"close-{uuid.uuid4()}", symbol, "sell", pos.qty, self._price(symbol), "close"))
+
+
+def _order(o: dict[str, Any]) -> BrokerOrder:
+    config = o.get("order_configuration") or {}
+    body: dict[str, Any] = next(iter(config.values()), {}) if config else {}
+    avg = o.get("average_filled_price")
+    return BrokerOrder(
+        id=o["order_id"],
+        client_order_id=o["client_order_id"],
+        symbol=o["product_id"],
+        side=o["side"].lower(),
+        qty=float(body.get("base_size") or 0),
+        status=_STATUS.get(o["status"], o["status"].lower()),
+        filled_qty=float(o.get("filled_size") or 0),
+        filled_avg_price=float(avg) if avg and float(avg) > 0 else None,
+    )

@@ -1,0 +1,449 @@
+"""The trading loop: market data -> strategy -> sizing -> (by mode) an order or a would-be order.
+
+Safety, in the order it is checked: a live order needs the symbol's lease, confirmed by Redis just
+before sending (fail closed); the order's client id is derived from the decision (account, symbol,
+bar, side), written to Redis before it is sent, so a retry or a restart finds it instead of doubling
+it; on start (and on taking a lease) state is reconciled with the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis
+
+from bot import metrics
+from bot.brokers.base import Broker, BrokerError, OrderRejected
+from bot.config import BotConfig
+from bot.lease import LeaseSet
+from bot.models import BrokerOrder, Mode, OrderRequest, Position, Signal, Trade
+from bot.state import FINAL, State
+from bot.strategy import MovingAverageCross, Strategy, position_size
+
+log = logging.getLogger("bot")
+T = TypeVar("T")
+PRIOR_WIN_RATE, PRIOR_PAYOFF, PRIOR_TRADES = 0.55, 2.0, 10  # sizing before the journal has enough trades
+RECONCILE_EVERY = 30  # ticks
+
+
+def event(kind: str, **fields: Any) -> None:
+    """One structured log line (JSON): what operators grep and what benches measure."""
+    log.info(json.dumps({"event": kind, "t": round(time.time(), 6), **fields}, default=str))
+
+
+class Engine:
+    def __init__(self, cfg: BotConfig, broker: Broker, client: redis.Redis, strategy: Strategy | None = None) -> None:
+        self.cfg, self.broker, self.redis = cfg, broker, client
+        self.strategy: Strategy = strategy or MovingAverageCross.from_params(cfg.strategy_params)
+        self.state = State(client, cfg.state_account)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{cfg.release}"
+        self.leases = LeaseSet(client, cfg.account_id, cfg.lease_symbols, self.owner, cfg.lease_ttl_ms) if cfg.needs_lease else None
+        self.counters = metrics.Counters()
+        self.stop = threading.Event()
+        self.status, self.reason = "starting", ""
+        self.started = time.time()
+        self.start_equity = 0.0
+        self.prices: dict[str, float] = {}
+        self._reconciled: set[str] = set()
+        self._first_decision_logged = False
+        self.last_decision_at: float | None = None
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def run(self) -> int:
+        event("starting", **self.cfg.public())
+        self.start_equity = self._call(self.broker.equity, "account")
+        self._call(lambda: self.broker.bars(self.cfg.symbols, self.cfg.bars_lookback), "bars")  # warm up connections
+        if self.leases is not None:
+            self.leases.refresh()
+            self.leases.start()
+        while not self.stop.is_set():
+            began = time.monotonic()
+            try:
+                self.tick()
+            except (BrokerError, redis.RedisError, OrderRejected) as err:
+                self._degrade(f"{err.__class__.__name__}: {err}")
+            self.stop.wait(max(0.0, self.cfg.tick_seconds - (time.monotonic() - began)))
+        return self.shutdown()
+
+    def tick(self) -> None:
+        bars = self._call(lambda: self.broker.bars(self.cfg.symbols, self.cfg.bars_lookback), "bars")
+        got_data = time.perf_counter()
+        self.counters.ticks += 1
+        for symbol, series in bars.items():
+            if series:
+                self.prices[symbol] = series[-1].c
+        held = self._tradeable()
+        positions = self.state.positions()
+        if self.cfg.mode is not Mode.SHADOW:
+            for symbol in held - self._reconciled:
+                self.reconcile(symbol)
+                positions = self.state.positions()
+            if self.counters.ticks % RECONCILE_EVERY == 0:
+                self._sync_orders(held)
+        decided = False
+        for symbol in self.cfg.symbols:
+            if symbol not in held:
+                continue
+            signal = self.strategy.decide(symbol, bars.get(symbol, []), positions.get(symbol))
+            self.counters.decision_ms.append((time.perf_counter() - got_data) * 1000)
+            decided = True
+            if signal is not None:
+                self.act(signal, positions.get(symbol), positions)
+        if decided:
+            self.last_decision_at = time.time()
+            if not self._first_decision_logged:
+                self._first_decision_logged = True
+                event("first_decision", release=self.cfg.release, mode=self.cfg.mode.value, symbols=sorted(held))
+        self._set_status(held)
+
+    def _tradeable(self) -> set[str]:
+        if self.leases is None:
+            return set(self.cfg.symbols)
+        held = set(self.leases.held())
+        lost = self._reconciled - held
+        if lost:
+            self._reconciled -= lost  # taken again later: reconcile again
+        return held
+
+    def _set_status(self, held: set[str]) -> None:
+        if self.leases is not None and not self.leases.redis_ok:
+            self._degrade("redis unreachable: no orders until it is back (fail closed)")
+        elif self.counters.error_rate > 0.05:
+            self._degrade(f"broker error rate {self.counters.error_rate:.0%}")
+        elif self.leases is not None and not held:
+            holders = {s: h for s, h in self.leases.holders().items() if h}
+            self.status, self.reason = (
+                "standby",
+                f"waiting for the lease ({', '.join(f'{s} held by {h}' for s, h in holders.items()) or 'free'})",
+            )
+        else:
+            self.status, self.reason = "ready", ""
+
+    def _degrade(self, reason: str) -> None:
+        if (self.status, self.reason) != ("degraded", reason):
+            event("degraded", reason=reason)
+        self.status, self.reason = "degraded", reason
+
+    # --- decisions --------------------------------------------------------------------------------
+    def client_order_id(self, signal: Signal) -> str:
+        return f"qs-{self.cfg.account_id}-{signal.symbol}-{signal.bar_t}-{signal.side}"
+
+    def act(self, signal: Signal, position: Position | None, positions: dict[str, Position]) -> None:
+        if signal.side == "buy":
+            pnls = [float(t["pnl"]) for t in self.state.trades(500)]
+            enough = len(pnls) >= PRIOR_TRADES
+            exposure = sum(p.qty * self.prices.get(s, p.entry_price) for s, p in positions.items())
+            qty = position_size(
+                equity=self.start_equity + sum(pnls),
+                price=signal.price,
+                win_rate=metrics.win_rate(pnls) if enough else PRIOR_WIN_RATE,
+                payoff=(metrics.payoff(pnls) or PRIOR_PAYOFF) if enough else PRIOR_PAYOFF,
+                kelly_fraction=self.cfg.kelly_fraction,
+                max_position=self.cfg.max_position,
+                room=self.cfg.max_exposure - exposure,
+                size_factor=self.cfg.size_factor,
+                fractional=self.broker.fractional,
+            )
+        else:
+            qty = position.qty if position else 0.0
+        if qty <= 0:
+            event("skipped", symbol=signal.symbol, side=signal.side, reason="size is zero (limits or Kelly)")
+            return
+        req = OrderRequest(
+            self.client_order_id(signal), signal.symbol, signal.side, qty, signal.price, signal.reason, signal.stop_loss, signal.take_profit
+        )
+        if self.cfg.mode is Mode.SHADOW:
+            self._would_be(req)
+            return
+        self._send(req)
+
+    def _would_be(self, req: OrderRequest) -> None:
+        """Shadow: record what would have been sent, and book it at the decision price. No order endpoint."""
+        if req.client_order_id in self.state.orders():
+            return
+        doc = {
+            "time": time.time(),
+            "symbol": req.symbol,
+            "side": req.side,
+            "qty": req.qty,
+            "price": req.price,
+            "reason": req.reason,
+            "client_order_id": req.client_order_id,
+            "release": self.cfg.release,
+        }
+        self.state.record_intent(req, self.cfg.mode.value, self.cfg.release)
+        self.state.update_order(req.client_order_id, status="filled", broker_id=None)
+        self.state.would_be(doc)
+        self.counters.would_be_orders += 1
+        event("would_be_order", **doc)
+        self._apply_fill(req, BrokerOrder("shadow", req.client_order_id, req.symbol, req.side, req.qty, "filled", req.qty, req.price))
+
+    def _send(self, req: OrderRequest) -> None:
+        if self.leases is None or not self.leases.confirm(req.symbol):
+            event("no_order", symbol=req.symbol, reason="lease not confirmed by Redis (fail closed)")
+            return
+        if req.client_order_id in self.state.orders():
+            return  # this decision was already sent (by us before a restart, or by the release before us)
+        self.state.record_intent(req, self.cfg.mode.value, self.cfg.release)
+        began = time.perf_counter()
+        try:
+            order = self._call(lambda: self.broker.submit(req), f"order {req.client_order_id}")
+        except OrderRejected as err:
+            self.state.update_order(req.client_order_id, status="rejected", error=str(err))
+            event("order_rejected", client_order_id=req.client_order_id, error=str(err))
+            return
+        self.counters.order_ms.append((time.perf_counter() - began) * 1000)
+        self.counters.orders_sent += 1
+        self.state.update_order(req.client_order_id, status=order.status, broker_id=order.id)
+        event(
+            "order",
+            client_order_id=req.client_order_id,
+            symbol=req.symbol,
+            side=req.side,
+            qty=req.qty,
+            price=req.price,
+            status=order.status,
+            reason=req.reason,
+            mode=self.cfg.mode.value,
+            release=self.cfg.release,
+        )
+        if order.status == "filled":
+            self._apply_fill(req, order)
+
+    def _apply_fill(self, req: OrderRequest, order: BrokerOrder) -> None:
+        price = order.filled_avg_price or req.price
+        positions = self.state.positions()
+        current = positions.get(req.symbol)
+        if req.side == "buy":
+            qty = (current.qty if current else 0.0) + order.filled_qty
+            entry = ((current.qty * current.entry_price if current else 0.0) + order.filled_qty * price) / qty
+            self.state.save_position(Position(req.symbol, qty, entry, req.stop_loss, req.take_profit, time.time(), req.client_order_id))
+            return
+        if current is None:
+            return
+        trade = Trade(
+            req.symbol,
+            min(order.filled_qty, current.qty),
+            current.entry_price,
+            price,
+            current.opened_at,
+            time.time(),
+            req.reason,
+            {"release": self.cfg.release, "mode": self.cfg.mode.value},
+        )
+        self.state.journal(trade)
+        remaining = current.qty - order.filled_qty
+        if remaining > 1e-9:
+            current.qty = remaining
+            self.state.save_position(current)
+        else:
+            self.state.drop_position(req.symbol)
+        event("trade_closed", symbol=req.symbol, pnl=round(trade.pnl, 4), reason=req.reason)
+
+    # --- reconciliation ---------------------------------------------------------------------------
+    def reconcile(self, symbol: str) -> None:
+        """Make the state of `symbol` agree with the broker, which is the truth for quantities."""
+        self._sync_orders({symbol})
+        broker_pos = self._call(self.broker.positions, "positions").get(symbol)
+        mine = self.state.positions().get(symbol)
+        if broker_pos is not None and mine is None:
+            sl, tp = self._protection(symbol, broker_pos.avg_entry_price)
+            self.state.save_position(Position(symbol, broker_pos.qty, broker_pos.avg_entry_price, sl, tp, time.time(), "adopted"))
+            event("reconciled", symbol=symbol, action="adopted the broker's position", qty=broker_pos.qty)
+        elif broker_pos is None and mine is not None:
+            self.state.drop_position(symbol)
+            event("reconciled", symbol=symbol, action="dropped a position the broker no longer has", qty=mine.qty)
+        elif broker_pos is not None and mine is not None and abs(broker_pos.qty - mine.qty) > 1e-9:
+            mine.qty = broker_pos.qty
+            self.state.save_position(mine)
+            event("reconciled", symbol=symbol, action="quantity set to the broker's", qty=broker_pos.qty)
+        known = self.state.orders()
+        prefix = f"qs-{self.cfg.account_id}-{symbol}-"
+        for order in self._call(self.broker.open_orders, "orders"):
+            if order.client_order_id.startswith(prefix) and order.client_order_id not in known:
+                self.state.update_order(
+                    order.client_order_id,
+                    status=order.status,
+                    broker_id=order.id,
+                    symbol=symbol,
+                    side=order.side,
+                    qty=order.qty,
+                    protective=order.protective,
+                )
+                event("reconciled", symbol=symbol, action="adopted an open order", client_order_id=order.client_order_id)
+        self._reconciled.add(symbol)
+
+    def _protection(self, symbol: str, entry: float) -> tuple[float | None, float | None]:
+        s = self.strategy
+        if isinstance(s, MovingAverageCross):
+            return round(entry * (1 - s.stop_loss), 6), round(entry * (1 + s.take_profit), 6)
+        return None, None
+
+    def _sync_orders(self, symbols: set[str]) -> None:
+        """Ask the broker about every unfinished order of ours: adopt its fate, never resend it."""
+        for cid, doc in self.state.open_orders().items():
+            if doc.get("symbol") not in symbols:
+                continue
+            found = self._find(cid)
+            if found is None:
+                if doc.get("status") == "intent":
+                    # It never reached the broker; its bar has passed, so it is not sent again.
+                    self.state.update_order(cid, status="abandoned")
+                    event("reconciled", client_order_id=cid, action="abandoned an order that never reached the broker")
+                continue
+            self.state.update_order(cid, status=found.status, broker_id=found.id)
+            if found.status in FINAL and doc.get("status") not in FINAL:
+                event("reconciled", client_order_id=cid, action=f"order is {found.status} at the broker")
+
+    def _find(self, cid: str) -> BrokerOrder | None:
+        return self._call(lambda: self.broker.find(cid), "order lookup")
+
+    # --- shutdown ---------------------------------------------------------------------------------
+    def shutdown(self) -> int:
+        """SIGTERM: no new signals; cancel our open non-protective orders; keep (or close) positions; hand over."""
+        self.status, self.reason = "stopping", "SIGTERM"
+        event("last_decision", release=self.cfg.release, at=self.last_decision_at)
+        if self.cfg.mode is not Mode.SHADOW and self.leases is not None:
+            held = set(self.leases.held())
+            for cid, doc in self.state.open_orders().items():
+                if doc.get("symbol") in held and not doc.get("protective") and doc.get("broker_id"):
+                    try:
+                        self.broker.cancel(str(doc["broker_id"]))
+                        self.state.update_order(cid, status="canceled")
+                        event("canceled", client_order_id=cid)
+                    except (BrokerError, OrderRejected) as err:
+                        event("cancel_failed", client_order_id=cid, error=str(err))
+            if self.cfg.close_on_shutdown:
+                for symbol, pos in self.state.positions().items():
+                    if symbol not in held:
+                        continue
+                    req = OrderRequest(
+                        f"qs-{self.cfg.account_id}-{symbol}-shutdown-{int(time.time())}",
+                        symbol,
+                        "sell",
+                        pos.qty,
+                        self.prices.get(symbol, pos.entry_price),
+                        "close on shutdown",
+                    )
+                    try:
+                        order = self.broker.close_position(symbol)
+                        if order is not None:
+                            self._apply_fill(
+                                req,
+                                BrokerOrder(
+                                    order.id,
+                                    req.client_order_id,
+                                    symbol,
+                                    "sell",
+                                    pos.qty,
+                                    "filled",
+                                    pos.qty,
+                                    order.filled_avg_price or req.price,
+                                ),
+                            )
+                    except (BrokerError, OrderRejected) as err:
+                        event("close_failed", symbol=symbol, error=str(err))
+            self.leases.release_all()
+        event("stopped", release=self.cfg.release, positions=len(self.state.positions()))
+        return 0
+
+    # --- broker calls with bounded retries ------------------------------------------------------------
+    def _call(self, fn: Callable[[], T], what: str) -> T:
+        attempts = self.cfg.max_retries + 1
+        for attempt in range(attempts):
+            try:
+                result = fn()
+                self.counters.call(False)
+                return result
+            except BrokerError as err:
+                self.counters.call(True)
+                if attempt == attempts - 1 or self.stop.is_set():
+                    raise
+                event("retry", what=what, attempt=attempt + 1, error=str(err))
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+        raise AssertionError("unreachable")
+
+    # --- what /healthz and /metrics show -----------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        held = self.leases.held() if self.leases is not None else []
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "mode": self.cfg.mode.value,
+            "release": self.cfg.release,
+            "account": self.cfg.account_id,
+            "lease": {s: s in held for s in self.cfg.lease_symbols} if self.leases else None,
+            "uptime_s": round(time.time() - self.started, 1),
+            "error_rate": round(self.counters.error_rate, 4),
+        }
+
+    def metric_samples(self) -> list[tuple[str, str, float, dict[str, str]]]:
+        market = "crypto" if self.cfg.broker == "coinbase" else "equity"
+        try:
+            trades = self.state.trades()
+            positions = self.state.positions()
+        except redis.RedisError:
+            trades, positions = [], {}
+        perf = metrics.summary(trades, self.start_equity or 1.0, market)
+        exposure = sum(p.qty * self.prices.get(s, p.entry_price) for s, p in positions.items())
+        base = {"bot": self.cfg.name, "mode": self.cfg.mode.value, "release": self.cfg.release}
+        c = self.counters
+        out: list[tuple[str, str, float, dict[str, str]]] = [
+            ("quantshift_up", "1 while the bot runs; labels carry mode and release", 1.0, base),
+            ("quantshift_ready", "1 when trading (or shadowing), 0 in standby or degraded", float(self.status == "ready"), base),
+            ("quantshift_win_rate", "closed trades with pnl > 0 / closed trades", perf["win_rate"], base),
+            ("quantshift_profit_factor", "sum of winning pnl / |sum of losing pnl| per trade", perf["profit_factor"], base),
+            ("quantshift_sharpe", f"mean/stdev of per-trade returns x sqrt({metrics.PERIODS[market]})", perf["sharpe"], base),
+            (
+                "quantshift_max_drawdown",
+                "largest fall of start equity + cumulative pnl from its peak, fraction",
+                perf["max_drawdown"],
+                base,
+            ),
+            ("quantshift_realized_pnl", "sum of closed-trade pnl", perf["realized_pnl"], base),
+            ("quantshift_trades", "closed trades in the journal", perf["trades"], base),
+            ("quantshift_exposure", "sum of position qty x last price", exposure, base),
+            ("quantshift_positions", "open positions", float(len(positions)), base),
+            ("quantshift_error_rate", "failed broker calls / broker calls, last 200", c.error_rate, base),
+            (
+                "quantshift_order_latency_ms",
+                "order submit round trip, p50 and p99 of the last 200",
+                metrics.percentile(c.order_ms, 0.5),
+                base | {"quantile": "0.5"},
+            ),
+            (
+                "quantshift_order_latency_ms",
+                "order submit round trip, p50 and p99 of the last 200",
+                metrics.percentile(c.order_ms, 0.99),
+                base | {"quantile": "0.99"},
+            ),
+            (
+                "quantshift_decision_latency_ms",
+                "market data in to decision, p50 and p99",
+                metrics.percentile(c.decision_ms, 0.5),
+                base | {"quantile": "0.5"},
+            ),
+            (
+                "quantshift_decision_latency_ms",
+                "market data in to decision, p50 and p99",
+                metrics.percentile(c.decision_ms, 0.99),
+                base | {"quantile": "0.99"},
+            ),
+            ("quantshift_orders_sent", "orders sent since start", float(c.orders_sent), base),
+            ("quantshift_would_be_orders", "shadow orders recorded (never sent) since start", float(c.would_be_orders), base),
+            ("quantshift_uptime_seconds", "seconds since start", time.time() - self.started, base),
+        ]
+        if self.leases is not None:
+            held = set(self.leases.held())
+            out += [
+                ("quantshift_lease_held", "1 when this bot holds the symbol's single-writer lease", float(s in held), base | {"symbol": s})
+                for s in self.cfg.lease_symbols
+            ]
+        return out

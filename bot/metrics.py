@@ -1,0 +1,112 @@
+"""Performance figures from the trade journal, and the Prometheus text the bot serves.
+
+Conventions (also in /metrics HELP lines):
+- win rate: trades with pnl > 0 / all closed trades.
+- profit factor: sum of winning pnl / |sum of losing pnl|, per trade; +Inf with no loss, 0 with no win.
+- Sharpe: mean / sample stdev of per-trade returns (pnl / entry notional), times sqrt(252) for equities
+  or sqrt(365) for crypto, i.e. annualised as if one trade per trading day; 0 with fewer than 2 trades.
+- max drawdown: the largest fall of the equity curve (start equity + cumulative pnl) from its running
+  peak, as a fraction of that peak.
+- error rate: failed broker calls / all broker calls over the last 200 calls.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+PERIODS = {"equity": 252, "crypto": 365}
+
+
+def win_rate(pnls: Sequence[float]) -> float:
+    return sum(1 for p in pnls if p > 0) / len(pnls) if pnls else 0.0
+
+
+def profit_factor(pnls: Sequence[float]) -> float:
+    gains = sum(p for p in pnls if p > 0)
+    losses = -sum(p for p in pnls if p < 0)
+    if losses == 0:
+        return math.inf if gains > 0 else 0.0
+    return gains / losses
+
+
+def sharpe(returns: Sequence[float], periods_per_year: int) -> float:
+    if len(returns) < 2:
+        return 0.0
+    sd = statistics.stdev(returns)
+    return statistics.fmean(returns) / sd * math.sqrt(periods_per_year) if sd > 0 else 0.0
+
+
+def max_drawdown(start_equity: float, pnls: Iterable[float]) -> float:
+    equity = peak = start_equity
+    worst = 0.0
+    for p in pnls:
+        equity += p
+        peak = max(peak, equity)
+        if peak > 0:
+            worst = max(worst, (peak - equity) / peak)
+    return worst
+
+
+def payoff(pnls: Sequence[float]) -> float:
+    """Average win / average loss (Kelly's R); 0 when either side is empty."""
+    wins = [p for p in pnls if p > 0]
+    losses = [-p for p in pnls if p < 0]
+    return statistics.fmean(wins) / statistics.fmean(losses) if wins and losses else 0.0
+
+
+@dataclass
+class Counters:
+    """Live counters the engine updates; the health endpoint renders them."""
+
+    calls: deque[bool] = field(default_factory=lambda: deque(maxlen=200))  # True = the call failed
+    order_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+    decision_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    orders_sent: int = 0
+    would_be_orders: int = 0
+    ticks: int = 0
+
+    def call(self, failed: bool) -> None:
+        self.calls.append(failed)
+
+    @property
+    def error_rate(self) -> float:
+        return sum(self.calls) / len(self.calls) if self.calls else 0.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summary(trades: list[dict[str, Any]], start_equity: float, market: str) -> dict[str, float]:
+    pnls = [float(t["pnl"]) for t in trades]
+    returns = [float(t["ret"]) for t in trades]
+    return {
+        "trades": float(len(trades)),
+        "win_rate": win_rate(pnls),
+        "profit_factor": profit_factor(pnls),
+        "sharpe": sharpe(returns, PERIODS[market]),
+        "max_drawdown": max_drawdown(start_equity, pnls),
+        "realized_pnl": sum(pnls),
+    }
+
+
+def prometheus(samples: list[tuple[str, str, float, dict[str, str]]]) -> str:
+    """Render (name, help, value, labels) as the Prometheus text exposition format."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for name, help_text, value, labels in samples:
+        if name not in seen:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+            seen.add(name)
+        label = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        num = "+Inf" if value == math.inf else repr(float(value))
+        lines.append(f"{name}{{{label}}} {num}" if label else f"{name} {num}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,213 @@
+"""The bot's parts with a real Redis and the in-process sim broker: config, strategy, sizing, lease, engine, metrics."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from bot import config, metrics
+from bot.brokers.sim import SimBroker
+from bot.engine import Engine
+from bot.lease import LeaseSet
+from bot.models import Bar, Mode, Position
+from bot.strategy import MovingAverageCross, kelly, position_size
+from tests.botkit import ROOT
+
+BASE = {
+    "QS_MODE": "live",
+    "QS_BROKER": "sim",
+    "QS_SYMBOLS": "AAA,BBB",
+    "QS_ACCOUNT_ID": "acct",
+    "QS_STRATEGY_PARAMS": '{"fast": 2, "slow": 5}',
+}
+
+
+def cfg(redis_url: str, **over: str) -> config.BotConfig:
+    return config.load(BASE | {"QS_REDIS_URL": redis_url, "QS_LEASE_TTL_MS": "1000"} | over)
+
+
+def test_config_names_every_bad_setting() -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.load(
+            {
+                "QS_MODE": "yolo",
+                "QS_BROKER": "alpaca",
+                "QS_SYMBOLS": "aapl,$$",
+                "QS_KELLY_FRACTION": "2",
+                "QS_STRATEGY_PARAMS": '{"fast": 9, "slow": 3}',
+                "ALPACA_TRADING_URL": "http://x/v2",
+                "QS_CLOSE_ON_SHUTDOWN": "maybe",
+            }
+        )
+    text = str(err.value)
+    for name in (
+        "QS_MODE",
+        "QS_SYMBOLS",
+        "QS_ACCOUNT_ID",
+        "QS_KELLY_FRACTION",
+        "QS_STRATEGY_PARAMS",
+        "ALPACA_API_KEY",
+        "ALPACA_SECRET_KEY",
+        "ALPACA_TRADING_URL",
+        "QS_CLOSE_ON_SHUTDOWN",
+    ):
+        assert name in text, name
+
+
+def test_bad_config_exits_2_before_connecting_and_hides_secrets() -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "QS_MODE": "live",
+        "QS_BROKER": "alpaca",
+        "QS_SYMBOLS": "AAPL",
+        "QS_ACCOUNT_ID": "a",
+        "ALPACA_API_KEY": "KEYID",
+        "ALPACA_SECRET_KEY": "super-secret-value",
+        "QS_MAX_POSITION": "lots",
+        "QS_REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    began = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 2 and "QS_MAX_POSITION" in proc.stderr
+    assert "super-secret-value" not in proc.stdout + proc.stderr
+    assert time.monotonic() - began < 10
+    assert "super-secret-value" not in repr(config.load(env | {"QS_MAX_POSITION": "100", "QS_MAX_EXPOSURE": "1000"}))
+
+
+def _bars(closes: list[float]) -> list[Bar]:
+    return [Bar(60 * i, c, c, c, c, 1) for i, c in enumerate(closes)]
+
+
+def test_moving_average_cross_signals_and_exits() -> None:
+    s = MovingAverageCross(fast=2, slow=4, stop_loss=0.05, take_profit=0.1)
+    assert s.decide("X", _bars([10, 10, 10, 10, 10]), None) is None
+    buy = s.decide("X", _bars([10, 10, 10, 10, 9, 12]), None)
+    assert buy is not None and buy.side == "buy" and buy.stop_loss == pytest.approx(12 * 0.95) and buy.take_profit == pytest.approx(13.2)
+    held = Position("X", 5, 12, stop_loss=11.4, take_profit=13.2)
+    assert s.decide("X", _bars([10, 10, 10, 10, 9, 12]), held) is None  # already long: no second buy
+    stop = s.decide("X", _bars([10, 10, 10, 10, 12, 11]), held)
+    assert stop is not None and stop.side == "sell" and "stop loss" in stop.reason
+    cross_down = s.decide("X", _bars([12, 12, 12, 12, 12.5, 11]), Position("X", 5, 11.6, 1.0, 99.0))
+    assert cross_down is not None and cross_down.side == "sell" and "crossed below" in cross_down.reason
+
+
+def test_kelly_and_position_size() -> None:
+    assert kelly(0.6, 2.0) == pytest.approx(0.4)
+    assert kelly(0.3, 1.0) == 0.0
+    common: dict[str, Any] = {"equity": 100_000, "price": 50.0, "win_rate": 0.6, "payoff": 2.0, "kelly_fraction": 0.5, "fractional": False}
+    assert position_size(**common, max_position=1e9, room=1e9, size_factor=1.0) == 400  # 0.5 * 0.4 * 100k / 50
+    assert position_size(**common, max_position=5_000, room=1e9, size_factor=1.0) == 100
+    assert position_size(**common, max_position=5_000, room=1_000, size_factor=1.0) == 20
+    assert position_size(**common, max_position=5_000, room=1e9, size_factor=0.1) == 10  # canary
+    assert position_size(**common | {"win_rate": 0.2}, max_position=5_000, room=1e9, size_factor=1.0) == 0
+
+
+def test_lease_single_writer_handover_and_fail_closed(redis_url: str, redis_server: Any) -> None:
+    client = redis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    a = LeaseSet(client, "acct", ("AAA",), "bot-a", 600)
+    b = LeaseSet(client, "acct", ("AAA",), "bot-b", 600)
+    a.refresh()
+    b.refresh()
+    assert a.held() == ["AAA"] and b.held() == []
+    token_a = a.leases["AAA"].token
+    b.start()
+    a.release_all()
+    began = time.monotonic()
+    while not b.held() and time.monotonic() - began < 2:
+        time.sleep(0.005)
+    assert b.held() == ["AAA"] and time.monotonic() - began < 0.3  # handed over in milliseconds
+    assert b.leases["AAA"].token > token_a  # a new tenure, a new fencing token
+    assert not a.confirm("AAA")  # the old owner can never renew what is no longer its own
+    redis_server.stop()
+    try:
+        assert not b.confirm("AAA")  # Redis gone: no confirmation, no order
+        time.sleep(0.6)
+        assert b.held() == [] and not b.redis_ok
+    finally:
+        b.release_all()
+        redis_server.start()
+
+
+def _engine(redis_url: str, broker: SimBroker, **over: str) -> Engine:
+    c = cfg(redis_url, **over)
+    e = Engine(c, broker, redis.Redis.from_url(redis_url))
+    e.start_equity = broker.equity()
+    assert e.leases is None or (e.leases.refresh() or True)
+    return e
+
+
+def _run_ticks(engine: Engine, broker: SimBroker, n: int) -> None:
+    for _ in range(n):
+        broker.step()
+        engine.tick()
+
+
+def test_live_trades_shadow_never_orders_canary_scales(redis_url: str) -> None:
+    live_broker = SimBroker(("AAA", "BBB"))
+    live = _engine(redis_url, live_broker)
+    _run_ticks(live, live_broker, 300)
+    assert live_broker.submits > 0 and live.state.trades()
+
+    shadow_broker = SimBroker(("AAA", "BBB"))
+    shadow = _engine(redis_url, shadow_broker, QS_MODE="shadow")
+    _run_ticks(shadow, shadow_broker, 300)
+    assert shadow_broker.submits == 0
+    would = shadow.state.would_be_orders()
+    assert would and {"time", "symbol", "side", "qty", "price", "reason"} <= set(would[0])
+    # same market, same strategy: the shadow would have done exactly what live did
+    assert [(w["symbol"], w["side"], w["qty"]) for w in would] == [(o.symbol, o.side, o.qty) for o in live_broker.orders.values()]
+
+    canary_broker = SimBroker(("AAA", "BBB"))
+    canary = _engine(redis_url, canary_broker, QS_MODE="canary", QS_ACCOUNT_ID="acct2", QS_CANARY_FRACTION="0.1", QS_LEASE_SYMBOLS="AAA")
+    _run_ticks(canary, canary_broker, 300)
+    buys = [o for o in canary_broker.orders.values() if o.side == "buy"]
+    assert buys and {o.symbol for o in canary_broker.orders.values()} == {"AAA"}  # only its slice
+    live_aaa = [o.qty for o in live_broker.orders.values() if o.symbol == "AAA" and o.side == "buy"]
+    assert max(o.qty for o in buys) <= max(live_aaa) * 0.1 + 1e-6
+
+
+def test_restart_recovers_positions_and_never_doubles(redis_url: str) -> None:
+    broker = SimBroker(("AAA", "BBB"))
+    first = _engine(redis_url, broker)
+    for _ in range(400):
+        broker.step()
+        first.tick()
+        if first.state.positions():
+            break
+    held = first.state.positions()
+    assert held
+    sent = broker.submits
+    # a crash: the process is gone without a shutdown, its lease still in Redis until the TTL ends
+    time.sleep(1.1)
+    second = _engine(redis_url, broker)
+    second.tick()  # same bar again: the same decision id must not be sent twice
+    assert second.state.positions().keys() == held.keys()
+    assert broker.submits == sent
+    # an order written as intent but lost before reaching the broker is abandoned, not resent
+    from bot.models import OrderRequest
+
+    second.state.record_intent(OrderRequest("qs-acct-AAA-1-buy", "AAA", "buy", 1, 1, "lost"), "live", "r")
+    second._sync_orders({"AAA"})
+    assert second.state.orders()["qs-acct-AAA-1-buy"]["status"] == "abandoned" and broker.submits == sent
+
+
+def test_metric_formulas() -> None:
+    pnls = [100.0, -50.0, 200.0, -50.0]
+    assert metrics.win_rate(pnls) == 0.5
+    assert metrics.profit_factor(pnls) == 3.0
+    assert metrics.profit_factor([1.0]) == math.inf
+    assert metrics.max_drawdown(1000, [100, -550, 100]) == pytest.approx(0.5)
+    assert metrics.sharpe([0.01, 0.03], 252) == pytest.approx(0.02 / 0.0141421356 * math.sqrt(252), rel=1e-6)
+    assert metrics.payoff(pnls) == pytest.approx(3.0)
+    text = metrics.prometheus([("x", "help", 1.5, {"a": "b"}), ("x", "help", math.inf, {"a": "c"})])
+    assert 'x{a="b"} 1.5' in text and 'x{a="c"} +Inf' in text and text.count("# TYPE x gauge") == 1
+
+
+def test_mode_enum_covers_config() -> None:
+    assert {m.value for m in Mode} == {"paper", "shadow", "canary", "live"}

@@ -1,0 +1,238 @@
+"""The bot as a real process, the real broker SDKs against the lab's exchanges, a real Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bot.brokers.alpaca import AlpacaBroker
+from bot.config import AlpacaSettings
+from tests.botkit import bots, lab_get, lab_post
+from tests.labkit import free_port
+
+
+def alpaca_env(lab: dict[str, Any], redis_url: str, account: str = "live", **over: str) -> dict[str, str]:
+    keys = lab["alpaca"][account]
+    return {
+        "QS_MODE": "live",
+        "QS_BROKER": "alpaca",
+        "QS_SYMBOLS": "AAPL,MSFT,NVDA",
+        "QS_ACCOUNT_ID": f"lab-{account}",
+        "QS_REDIS_URL": redis_url,
+        "QS_METRICS_PORT": str(free_port()),
+        "QS_TICK_SECONDS": "0.1",
+        "QS_RELEASE": "r1",
+        "QS_STRATEGY_PARAMS": '{"fast": 2, "slow": 5}',
+        "QS_LEASE_TTL_MS": "1000",
+        "ALPACA_API_KEY": keys["key_id"],
+        "ALPACA_SECRET_KEY": keys["secret_key"],
+        "ALPACA_TRADING_URL": lab["alpaca_url"],
+        "ALPACA_DATA_URL": lab["alpaca_url"],
+    } | over
+
+
+def stats(lab: dict[str, Any]) -> dict[str, Any]:
+    return lab_get(lab["alpaca_url"], "/lab/stats", lab["exchange_admin_token"])
+
+
+def broker(lab: dict[str, Any], account: str = "live") -> AlpacaBroker:
+    keys = lab["alpaca"][account]
+    return AlpacaBroker(AlpacaSettings(keys["key_id"], keys["secret_key"], lab["alpaca_url"], lab["alpaca_url"]), paper=account == "paper")
+
+
+def assert_unique_client_ids(alpaca: AlpacaBroker) -> None:
+    from alpaca.trading.requests import GetOrdersRequest
+
+    ids = [o.client_order_id for o in alpaca.trading.get_orders(GetOrdersRequest(status="all", limit=500))]
+    assert ids and len(ids) == len(set(ids))
+
+
+def test_shadow_records_would_be_orders_and_the_exchange_receives_none(trade_lab: dict[str, Any], redis_url: str, tmp_path: Path) -> None:
+    before = stats(trade_lab)
+    with bots(alpaca_env(trade_lab, redis_url, QS_MODE="shadow", QS_RELEASE="shadow-1"), tmp=tmp_path) as (shadow,):
+        shadow.wait_for(lambda: len(shadow.events("would_be_order")) >= 3, what="three would-be orders")
+        assert shadow.health()["status"] == "ready"
+        assert shadow.terminate()[0] == 0
+    after = stats(trade_lab)
+    assert after["live"]["orders_received"] == before["live"]["orders_received"]
+    assert after["paper"]["orders_received"] == before["paper"]["orders_received"]
+    stored = redis.Redis.from_url(redis_url).xrange("qs:lab-live:shadow:wouldbe")
+    assert len(stored) == len(shadow.events("would_be_order"))
+    doc = json.loads(stored[0][1][b"order"])
+    assert {"time", "symbol", "side", "qty", "price", "reason"} <= set(doc)
+
+
+def test_live_then_sigterm_cancels_orders_keeps_positions_and_restart_recovers(
+    trade_lab: dict[str, Any], redis_url: str, tmp_path: Path
+) -> None:
+    env = alpaca_env(trade_lab, redis_url)
+    alpaca = broker(trade_lab)
+    r = redis.Redis.from_url(redis_url)
+    with bots(env, tmp=tmp_path) as (bot,):
+        bot.wait_for(lambda: alpaca.positions(), what="a position at the broker")
+        # an open, non-protective order of ours that SIGTERM must cancel: far below the market
+        from alpaca.trading.requests import LimitOrderRequest
+
+        resting = alpaca.trading.submit_order(
+            LimitOrderRequest(
+                symbol="AAPL", qty=1, side="buy", time_in_force="day", limit_price=1.0, client_order_id="qs-lab-live-AAPL-1-buy"
+            )
+        )
+        r.hset(
+            "qs:lab-live:orders",
+            "qs-lab-live-AAPL-1-buy",
+            json.dumps({"symbol": "AAPL", "side": "buy", "qty": 1, "status": "new", "broker_id": str(resting.id)}),
+        )
+        code, seconds = bot.terminate()
+        assert code == 0 and seconds < 5
+    assert alpaca.find("qs-lab-live-AAPL-1-buy").status == "canceled"
+    kept = {s: p.qty for s, p in alpaca.positions().items()}
+    saved = {k.decode(): json.loads(v)["qty"] for k, v in r.hgetall("qs:lab-live:positions").items()}
+    assert kept and saved == kept  # close_on_shutdown is off: positions stay, and Redis knows them
+    received = stats(trade_lab)["live"]["orders_received"]
+
+    with bots(env | {"QS_RELEASE": "r2"}, tmp=tmp_path) as (again,):
+        again.wait_for(lambda: again.events("first_decision"), what="the restarted bot deciding")
+        # Redis already knew every position: nothing had to be adopted from the broker
+        assert not [e for e in again.events("reconciled") if e.get("action", "").startswith("adopted the broker")]
+        assert again.health()["status"] == "ready"
+        assert again.terminate()[0] == 0
+    assert stats(trade_lab)["live"]["orders_received"] >= received
+    assert_unique_client_ids(alpaca)
+    held = {s: p.qty for s, p in alpaca.positions().items()}
+    booked = {k.decode(): json.loads(v)["qty"] for k, v in r.hgetall("qs:lab-live:positions").items()}
+    assert held == booked
+
+
+def test_kill_9_during_order_placement_never_doubles(trade_lab: dict[str, Any], redis_url: str, tmp_path: Path) -> None:
+    env = alpaca_env(trade_lab, redis_url, QS_SYMBOLS="AAPL")
+    r = redis.Redis.from_url(redis_url)
+    alpaca = broker(trade_lab)
+    # every answer takes 800 ms: the bot is inside submit when we kill it
+    with bots(env, tmp=tmp_path) as (bot,):
+        bot.wait_for(lambda: bot.events("first_decision"), what="the bot trading")
+        lab_post(trade_lab["alpaca_url"], "/lab/faults", trade_lab["exchange_admin_token"], latency_ms=800)
+        bot.wait_for(
+            lambda: any(json.loads(v)["status"] == "intent" for v in r.hgetall("qs:lab-live:orders").values()),
+            timeout=60,
+            what="an order written as intent",
+        )
+        bot.kill()
+    lab_post(trade_lab["alpaca_url"], "/lab/faults", trade_lab["exchange_admin_token"])
+    intent = next(k.decode() for k, v in r.hgetall("qs:lab-live:orders").items() if json.loads(v)["status"] == "intent")
+    time.sleep(1.2)  # the dead bot's lease runs out
+    with bots(env | {"QS_RELEASE": "r2"}, tmp=tmp_path) as (bot2,):
+        bot2.wait_for(lambda: json.loads(r.hget("qs:lab-live:orders", intent))["status"] != "intent", what="the intent resolved")
+        assert bot2.terminate()[0] == 0
+    state = json.loads(r.hget("qs:lab-live:orders", intent))
+    at_broker = alpaca.find(intent)
+    if at_broker is None:
+        assert state["status"] == "abandoned"
+    else:
+        assert state["status"] == at_broker.status  # adopted, never sent a second time
+    assert_unique_client_ids(alpaca)
+    held = sum(p.qty for p in alpaca.positions().values())
+    booked = sum(json.loads(v)["qty"] for v in r.hgetall("qs:lab-live:positions").values())
+    assert held == booked
+
+
+def test_two_bots_on_one_account_exactly_one_trades(trade_lab: dict[str, Any], redis_url: str, tmp_path: Path) -> None:
+    a, b = alpaca_env(trade_lab, redis_url, QS_RELEASE="a"), alpaca_env(trade_lab, redis_url, QS_RELEASE="b")
+    with bots(a, b, tmp=tmp_path) as (bot_a, bot_b):
+        bot_a.wait_for(
+            lambda: {bot_a.health() and bot_a.health()["status"], bot_b.health() and bot_b.health()["status"]} == {"ready", "standby"},
+            what="one ready, one standby",
+        )
+        time.sleep(2)
+        statuses = {bot_a.health()["status"], bot_b.health()["status"]}
+        assert statuses == {"ready", "standby"}
+        standby = bot_a if bot_a.health()["status"] == "standby" else bot_b
+        assert "waiting for the lease" in standby.health()["reason"]
+        assert standby.events("order") == []
+        orders = redis.Redis.from_url(redis_url).hgetall("qs:lab-live:orders")
+        assert {json.loads(v).get("release") for v in orders.values()} <= {"b" if standby is bot_a else "a"}
+
+
+def test_redis_outage_stops_orders_then_recovers(trade_lab: dict[str, Any], redis_url: str, redis_server: Any, tmp_path: Path) -> None:
+    with bots(alpaca_env(trade_lab, redis_url), tmp=tmp_path) as (bot,):
+        bot.wait_for(lambda: bot.health() and bot.health()["status"] == "ready", what="ready")
+        redis_server.stop()
+        try:
+            bot.wait_for(lambda: bot.health() and bot.health()["status"] == "degraded", what="degraded on Redis loss")
+            received = stats(trade_lab)["live"]["orders_received"]
+            time.sleep(2)
+            assert stats(trade_lab)["live"]["orders_received"] == received  # fail closed
+            assert "redis" in bot.health()["reason"].lower() or "Connection" in bot.health()["reason"]
+        finally:
+            redis_server.start()
+        bot.wait_for(lambda: bot.health() and bot.health()["status"] == "ready", timeout=30, what="ready again")
+        assert bot.terminate()[0] == 0
+
+
+def test_broker_5xx_bounded_retries_and_error_rate(trade_lab: dict[str, Any], redis_url: str, tmp_path: Path) -> None:
+    with bots(alpaca_env(trade_lab, redis_url, QS_MAX_RETRIES="2"), tmp=tmp_path) as (bot,):
+        bot.wait_for(lambda: bot.health() and bot.health()["status"] == "ready", what="ready")
+        lab_post(trade_lab["alpaca_url"], "/lab/faults", trade_lab["exchange_admin_token"], error_rate=1.0, status=503)
+        bot.wait_for(lambda: bot.health()["status"] == "degraded", what="degraded on 5xx")
+        assert bot.health()["error_rate"] > 0.05
+        retries = bot.events("retry")
+        assert retries and max(e["attempt"] for e in retries) <= 2
+        lab_post(trade_lab["alpaca_url"], "/lab/faults", trade_lab["exchange_admin_token"])
+        bot.wait_for(lambda: "quantshift_error_rate" in bot.metrics(), what="metrics")
+        assert bot.proc.poll() is None  # it kept running
+        assert bot.terminate()[0] == 0
+
+
+def test_paper_mode_on_coinbase_with_jwt(trade_lab: dict[str, Any], redis_url: str, tmp_path: Path) -> None:
+    keys = trade_lab["coinbase"]["paper"]
+    env = {
+        "QS_MODE": "paper",
+        "QS_BROKER": "coinbase",
+        "QS_SYMBOLS": "BTC-USD,ETH-USD",
+        "QS_ACCOUNT_ID": "cb-paper",
+        "QS_REDIS_URL": redis_url,
+        "QS_METRICS_PORT": str(free_port()),
+        "QS_TICK_SECONDS": "0.1",
+        "QS_STRATEGY_PARAMS": '{"fast": 2, "slow": 5}',
+        "QS_MAX_POSITION": "2000",
+        "COINBASE_API_KEY": keys["key_name"],
+        "COINBASE_API_SECRET": keys["private_key"],
+        "COINBASE_BASE_URL": trade_lab["coinbase_base_url"],
+        "COINBASE_CA_BUNDLE": trade_lab["exchange_ca_cert"],
+    }
+    with bots(env, tmp=tmp_path) as (bot,):
+        bot.wait_for(lambda: bot.events("order"), what="a coinbase order")
+        order = bot.events("order")[0]
+        assert order["status"] == "filled" and order["qty"] != int(order["qty"])  # crypto sizes are fractional
+        assert bot.health()["mode"] == "paper"
+        assert bot.terminate()[0] == 0
+    positions = redis.Redis.from_url(redis_url).hgetall("qs:cb-paper:positions")
+    journal = redis.Redis.from_url(redis_url).xlen("qs:cb-paper:journal")
+    assert positions or journal  # the fill was booked
+
+
+def test_health_monitor_cli_reports_alerts(trade_lab: dict[str, Any], redis_url: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with bots(alpaca_env(trade_lab, redis_url), tmp=tmp_path) as (bot,):
+        bot.wait_for(lambda: bot.health() and bot.health()["status"] == "ready", what="ready")
+
+        def health(*extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "quantshift", "bot", "health", "--url", bot.url, "--json", *extra],
+                                  capture_output=True, text=True, timeout=30, check=False)
+
+        ok = health()
+        assert ok.returncode == 0 and json.loads(ok.stdout)["alerts"] == []
+        strict = health("--max-drawdown", "-1")  # any drawdown at all is too much: an alert, exit 1
+        assert strict.returncode == 1 and "drawdown" in json.loads(strict.stdout)["alerts"][0]
+        text = bot.metrics()
+        for name in ("quantshift_win_rate", "quantshift_profit_factor", "quantshift_sharpe", "quantshift_max_drawdown", "quantshift_exposure",
+                     "quantshift_positions", "quantshift_error_rate", "quantshift_order_latency_ms", "quantshift_uptime_seconds", "quantshift_lease_held"):
+            assert f"\n{name}" in "\n" + text, name
+    down = subprocess.run([sys.executable, "-m", "quantshift", "bot", "health", "--url", bot.url], capture_output=True, text=True, timeout=30, check=False)
+    assert down.returncode == 1 and "unreachable" in down.stdout
