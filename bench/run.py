@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from bench import common, lab_api, provision
+from bench import bot, common, lab_api, provision
 
 
 def main() -> None:
     lab_api.main()
     provision.main()
+    bot.main()
     print(common.write_markdown())
 
 

@@ -42,4 +42,5 @@ class HealthServer(ThreadingHTTPServer):
         super().__init__((host, port), _Handler)
 
     def start(self) -> None:
-        threading.Thread(target=self.serve_forever, name="health", daemon=True).start()
+        # A short poll so shutdown() returns at once: SIGTERM-to-exit time is part of every switchover.
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="health", daemon=True).start()

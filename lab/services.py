@@ -91,11 +91,12 @@ def _wait_ready(lab: settings.LabSettings, proc: subprocess.Popen[bytes], log: P
 def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[str, Any]:
     """Start the lab (idempotent); returns its connection facts."""
     state = read_state(lab)
-    if _alive(state.get("pid"), _server_marker(lab)) and _alive(state.get("exchange_pid"), _exchange_marker(lab)):
+    if _alive(state.get("pid"), _server_marker(lab)):
         if state.get("backend") != backend:
             raise LabError(f"the lab is already up with backend {state.get('backend')}: run `quantshift lab down` first")
-        progress(f"the lab is already up ({backend}) at {lab.api_url}")
-        return env(lab)
+        if _alive(state.get("exchange_pid"), _exchange_marker(lab)):
+            progress(f"the lab is already up ({backend}) at {lab.api_url}")
+            return env(lab)
     if backend == "lxc":
         _require_root("the lxc backend")
         missing = [t for t in ("lxc-start", "debootstrap", "ip", "ssh-keygen") if shutil.which(t) is None]
@@ -167,16 +168,19 @@ def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[s
 
 
 def _wait_port(lab: settings.LabSettings, proc: subprocess.Popen[bytes], log: Path, port: int, timeout: float = 20) -> None:
-    import socket
-
+    """Ready when our exchange answers its admin call: another program on the port would not know our token."""
+    token = json.loads((lab.state_dir / "exchanges.json").read_text())["admin_token"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log.read_text().strip().splitlines()[-12:] if log.exists() else []
             raise LabError("the lab exchanges exited at start:\n" + "\n".join(tail))
-        with socket.socket() as sock:
-            if sock.connect_ex((lab.host, port)) == 0:
-                return
+        try:
+            req = urllib.request.Request(f"http://{lab.host}:{port}/lab/stats", headers={"X-Lab-Admin": token})
+            urllib.request.urlopen(req, timeout=2).close()
+            return
+        except (urllib.error.URLError, OSError):
+            pass
         time.sleep(0.05)
     raise LabError(f"the lab exchanges did not listen on port {port} within {timeout:.0f}s; see {log}")
 

@@ -223,16 +223,33 @@ def test_health_monitor_cli_reports_alerts(trade_lab: dict[str, Any], redis_url:
         bot.wait_for(lambda: bot.health() and bot.health()["status"] == "ready", what="ready")
 
         def health(*extra: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-m", "quantshift", "bot", "health", "--url", bot.url, "--json", *extra],
-                                  capture_output=True, text=True, timeout=30, check=False)
+            return subprocess.run(
+                [sys.executable, "-m", "quantshift", "bot", "health", "--url", bot.url, "--json", *extra],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
 
         ok = health()
         assert ok.returncode == 0 and json.loads(ok.stdout)["alerts"] == []
         strict = health("--max-drawdown", "-1")  # any drawdown at all is too much: an alert, exit 1
         assert strict.returncode == 1 and "drawdown" in json.loads(strict.stdout)["alerts"][0]
         text = bot.metrics()
-        for name in ("quantshift_win_rate", "quantshift_profit_factor", "quantshift_sharpe", "quantshift_max_drawdown", "quantshift_exposure",
-                     "quantshift_positions", "quantshift_error_rate", "quantshift_order_latency_ms", "quantshift_uptime_seconds", "quantshift_lease_held"):
+        for name in (
+            "quantshift_win_rate",
+            "quantshift_profit_factor",
+            "quantshift_sharpe",
+            "quantshift_max_drawdown",
+            "quantshift_exposure",
+            "quantshift_positions",
+            "quantshift_error_rate",
+            "quantshift_order_latency_ms",
+            "quantshift_uptime_seconds",
+            "quantshift_lease_held",
+        ):
             assert f"\n{name}" in "\n" + text, name
-    down = subprocess.run([sys.executable, "-m", "quantshift", "bot", "health", "--url", bot.url], capture_output=True, text=True, timeout=30, check=False)
+    down = subprocess.run(
+        [sys.executable, "-m", "quantshift", "bot", "health", "--url", bot.url], capture_output=True, text=True, timeout=30, check=False
+    )
     assert down.returncode == 1 and "unreachable" in down.stdout

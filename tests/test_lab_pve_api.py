@@ -264,6 +264,8 @@ def test_lab_cli_up_status_env_down(tmp_path: Any) -> None:
         "QUANTSHIFT_LAB_PORT": str(lab.port),
         "QUANTSHIFT_LAB_SUBNET": str(lab.subnet),
         "QUANTSHIFT_LAB_BRIDGE": lab.bridge,
+        "QUANTSHIFT_LAB_ALPACA_PORT": str(lab.alpaca_port),
+        "QUANTSHIFT_LAB_COINBASE_PORT": str(lab.coinbase_port),
     }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
