@@ -4,13 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup test lint unit demo bench clean help
+.PHONY: setup test lint unit demo bench image wheelhouse molecule clean help
 
 help:
 	@echo "make setup   install Debian packages (as root) and the venv at .venv"
 	@echo "make test    ruff, mypy, ansible-lint (production profile), pytest"
 	@echo "make demo    the main job: the lab, then the pipeline on real LXC containers"
 	@echo "make bench   run the benchmarks and record their results in bench/"
+	@echo "make image   the Molecule platform image (Debian 12, systemd) in podman"
+	@echo "make molecule  run the Molecule scenario (converge, idempotence, verify)"
 
 setup:
 	@scripts/setup.sh
@@ -32,5 +34,15 @@ demo: setup
 bench: setup
 	python -m bench.run
 
+image: setup
+	scripts/build-image.sh
+
+wheelhouse: setup
+	scripts/build-wheelhouse.sh
+
+# One scenario by hand: `molecule test -s default` (after `make image`).
+molecule: image wheelhouse
+	molecule test -s default
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from bench import bot, common, lab_api, provision
+from bench import bot, common, lab_api, provision, roles
 
 
 def main() -> None:
     lab_api.main()
     provision.main()
     bot.main()
+    roles.main()
     print(common.write_markdown())
 
 

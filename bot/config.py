@@ -95,6 +95,17 @@ class BotConfig:
         }
 
 
+def _installed_release() -> str:
+    """The release id written next to the venv the bot runs from (releases/<id>/RELEASE), else `dev`."""
+    import sys
+
+    marker = Path(sys.prefix).parent / "RELEASE"
+    try:
+        return marker.read_text().strip() or "dev"
+    except OSError:
+        return "dev"
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines as systemd's EnvironmentFile reads them (quotes stripped, # comments)."""
     out: dict[str, str] = {}
@@ -232,7 +243,7 @@ def load(environ: dict[str, str] | None = None) -> BotConfig:
         redis_url=redis_url,
         metrics_host=env.get("QS_METRICS_HOST", "127.0.0.1"),
         metrics_port=int(r.num("QS_METRICS_PORT", "9108", 0, 65535, integer=True)),
-        release=r.text("QS_RELEASE", "dev"),
+        release=r.text("QS_RELEASE", _installed_release()),
         tick_seconds=r.num("QS_TICK_SECONDS", "1", 0.01, 3600),
         lease_ttl_ms=int(r.num("QS_LEASE_TTL_MS", "3000", 200, 600000, integer=True)),
         lease_symbols=lease_symbols,

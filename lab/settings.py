@@ -9,7 +9,7 @@ from pathlib import Path
 
 NODE_NAME = "lab"
 STORAGE = "local"
-TEMPLATE_NAME = "debian-12-quantshift-lab_12.0-1_amd64.tar.zst"
+TEMPLATE_NAME = "debian-12-quantshift-lab_12.0-3_amd64.tar.zst"
 TEMPLATE_VOLID = f"{STORAGE}:vztmpl/{TEMPLATE_NAME}"
 TOKEN_USER = "root@pam"
 TOKEN_NAME = "quantshift"
@@ -51,7 +51,7 @@ class LabSettings:
 
     @property
     def template_rootfs(self) -> Path:
-        return self.cache_dir / "templates" / TEMPLATE_NAME.split("_")[0] / "rootfs"
+        return self.cache_dir / "templates" / TEMPLATE_NAME.removesuffix(".tar.zst") / "rootfs"
 
     @property
     def ssh_key(self) -> Path:

@@ -78,6 +78,10 @@ def _customise(root: Path) -> None:
         link = root / "etc" / "systemd" / "system" / unit
         link.unlink(missing_ok=True)
         link.symlink_to("/dev/null")
+    # A container without host keys (an image made from this template) makes its own at first boot.
+    dropin = root / "etc" / "systemd" / "system" / "ssh.service.d" / "host-keys.conf"
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text("[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n")
     sshd_conf = root / "etc" / "ssh" / "sshd_config.d" / "quantshift-lab.conf"
     sshd_conf.parent.mkdir(parents=True, exist_ok=True)
     sshd_conf.write_text("PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n")

@@ -11,6 +11,7 @@ APT_PACKAGES=(
   iproute2                 # the lab bridge
   python3-venv python3-dev # the controller venv
   make git rsync ca-certificates
+  podman runc uidmap slirp4netns fuse-overlayfs  # Molecule's podman driver
 )
 
 missing=()
@@ -28,8 +29,26 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The lab runs its own redis-server on loopback for tests; the distribution's service is not needed.
-if systemctl is-enabled redis-server >/dev/null 2>&1 && [[ $(id -u) -eq 0 ]]; then :; fi
+# Podman on this kind of machine: crun fails on hybrid cgroups, and its default ulimits exceed what
+# root may set here. Written only where there is no containers.conf yet, or ours.
+conf=/etc/containers/containers.conf
+if [[ $(id -u) -eq 0 ]] && { [[ ! -e $conf ]] || grep -q '^# quantshift-setup' "$conf"; }; then
+  nofile=$(ulimit -Hn); nproc=$(ulimit -Hu)
+  [[ $nofile == unlimited || $nofile -gt 16384 ]] && nofile=16384
+  [[ $nproc == unlimited || $nproc -gt 16384 ]] && nproc=16384
+  mkdir -p /etc/containers
+  cat > "$conf.tmp" <<CONF
+# quantshift-setup: written by scripts/setup.sh (remove this line to keep your own edits)
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+
+[engine]
+runtime = "runc"
+CONF
+  if ! cmp -s "$conf.tmp" "$conf"; then mv "$conf.tmp" "$conf"; else rm -f "$conf.tmp"; fi
+elif [[ -e $conf ]] && ! grep -q '^# quantshift-setup' "$conf"; then
+  echo "setup: $conf exists and is not ours; Molecule here needs runtime = \"runc\" and default_ulimits <= the hard limits" >&2
+fi
 
 PY=${PYTHON:-python3}
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
