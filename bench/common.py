@@ -38,7 +38,7 @@ def median(values: list[float]) -> float:
 
 def write_markdown() -> Path:
     """Collect every results/*.json into bench/RESULTS.md, one table."""
-    rows = ["| bench | figure | value | unit | target | met | machine | when |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| bench | figure | value | unit | baseline | target | met | machine | when |", "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(RESULTS.glob("*.json")):
         doc = json.loads(path.read_text())
         m = doc["machine"]
@@ -46,7 +46,9 @@ def write_markdown() -> Path:
         for f in doc["figures"]:
             target = f.get("target", "")
             met = "" if "met" not in f else ("yes" if f["met"] else f"no ({f.get('miss', '')})")
-            rows.append(f"| {doc['bench']} | {f['name']} | {f['value']} | {f['unit']} | {target} | {met} | {desc} | {doc['when'][:10]} |")
+            rows.append(
+                f"| {doc['bench']} | {f['name']} | {f['value']} | {f['unit']} | {f.get('baseline', '')} | {target} | {met} | {desc} | {doc['when'][:10]} |"
+            )
     out = RESULTS.parent / "RESULTS.md"
     out.write_text(
         "# Recorded benchmark results\n\nWritten by `make bench` (`python -m bench.run`); each row comes from bench/results/*.json.\n\n"

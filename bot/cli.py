@@ -26,6 +26,119 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+EXIT = {"pass": 0, "fail": 1, "marginal": 3, "inconclusive": 4}
+
+
+def _load_docs(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text().strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        docs: list[dict[str, Any]] = json.loads(text)
+        return docs
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _when(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        import datetime as dt
+
+        return dt.datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from bot import compare, report
+
+    if args.redis_url:
+        import redis
+
+        from bot.state import State
+
+        client = redis.Redis.from_url(args.redis_url)
+        shadow_state, prod_state = State(client, f"{args.account}:shadow"), State(client, args.account)
+        shadow_trades, prod_trades = shadow_state.trades(), prod_state.trades()
+        shadow_orders = [{"symbol": o["symbol"], "side": o["side"], "time": o["time"]} for o in shadow_state.would_be_orders()]
+        prod_orders = [
+            {"symbol": o["symbol"], "side": o["side"], "time": o.get("created", 0)}
+            for o in prod_state.orders().values()
+            if o.get("status") in ("filled", "new") and "symbol" in o
+        ]
+    else:
+        if args.production_trades is None:
+            print("quantshift compare: --shadow-trades needs --production-trades", file=sys.stderr)
+            return 2
+        shadow_trades, prod_trades = _load_docs(args.shadow_trades), _load_docs(args.production_trades)
+        shadow_orders = _load_docs(args.shadow_orders) if args.shadow_orders else []
+        prod_orders = _load_docs(args.production_orders) if args.production_orders else []
+    since, until = _when(args.since), _when(args.until)
+
+    def window(docs: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+        return [d for d in docs if (since is None or float(d[key]) >= since) and (until is None or float(d[key]) < until)]
+
+    settings = compare.Settings(
+        confidence=args.confidence,
+        tolerance=args.tolerance,
+        interval_seconds=args.interval,
+        min_trades=args.min_trades,
+        min_intervals=args.min_intervals,
+        agreement_seconds=args.agreement_seconds,
+        start_equity=args.start_equity,
+        market=args.market,
+    )
+    result = compare.compare(
+        window(shadow_trades, "closed_at"),
+        window(prod_trades, "closed_at"),
+        settings,
+        window(shadow_orders, "time"),
+        window(prod_orders, "time"),
+    )
+    if args.html:
+        args.html.write_text(report.render(result))
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print(compare.render_table(result))
+        if args.html:
+            print(f"\nreport: {args.html}")
+    code = EXIT[result.verdict.result]
+    return 0 if code == 3 and args.allow_marginal else code
+
+
+def _register_compare(sub: Any) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="does the shadow perform at least as well as production? (metrics, verdict, HTML report)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compare the shadow's would-be trades with production's real trades over the same period.\n"
+        "Exit 0 pass, 1 fail, 3 marginal (0 with --allow-marginal), 4 inconclusive. Conventions: bot/compare.py.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--redis-url", help="read both journals from the bots' Redis")
+    src.add_argument("--shadow-trades", type=Path, help="shadow trades, JSON list or JSON lines (with --production-trades)")
+    p.add_argument("--production-trades", type=Path, help="production trades, JSON list or JSON lines")
+    p.add_argument("--shadow-orders", type=Path, help="shadow would-be orders (symbol, side, time) for signal agreement")
+    p.add_argument("--production-orders", type=Path, help="production orders (symbol, side, time)")
+    p.add_argument("--account", default="", help="the account id both bots trade (with --redis-url)")
+    p.add_argument("--since", help="from this time (ISO 8601 or unix seconds)")
+    p.add_argument("--until", help="until this time (exclusive)")
+    p.add_argument("--market", choices=("equity", "crypto"), default="equity", help="Sharpe annualisation: 252 or 365 days")
+    p.add_argument("--confidence", type=float, default=0.95, help="confidence of the one-sided test (default %(default)s)")
+    p.add_argument("--tolerance", type=float, default=0.001, help="allowed shortfall of mean interval return (default %(default)s)")
+    p.add_argument("--interval", type=int, default=3600, help="seconds per return interval (default %(default)s)")
+    p.add_argument("--min-trades", type=int, default=20, help="per side, else inconclusive (default %(default)s)")
+    p.add_argument("--min-intervals", type=int, default=10, help="else inconclusive (default %(default)s)")
+    p.add_argument("--agreement-seconds", type=float, default=60.0, help="time tolerance for signal agreement (default %(default)s)")
+    p.add_argument("--start-equity", type=float, default=100_000.0, help="for equity curves and drawdown (default %(default)s)")
+    p.add_argument("--html", type=Path, help="write a self-contained HTML report here")
+    p.add_argument("--allow-marginal", action="store_true", help="exit 0 on a marginal verdict (for a lenient gate)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_compare)
+
+
 def register(sub: Any) -> None:
     bot = sub.add_parser(
         "bot",
@@ -33,6 +146,7 @@ def register(sub: Any) -> None:
         description="The trading bot: paper, shadow, canary or live on the same strategy code.",
     )
     _actions(bot)
+    _register_compare(sub)
 
 
 def _actions(parser: argparse.ArgumentParser) -> None:
