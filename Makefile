@@ -21,7 +21,7 @@ lint: setup
 	ruff check .
 	ruff format --check .
 	mypy
-	ansible-lint --profile production playbooks roles
+	ansible-lint --profile production playbooks roles molecule
 
 unit: setup
 	pytest

@@ -39,6 +39,9 @@ def main() -> None:
         _molecule("create", env)
         first, _ = _molecule("converge", env)
         again, out = _molecule("converge", env)
+        score = subprocess.run(["podman", "exec", "quantshift-molecule-bot", "systemd-analyze", "security", "--no-pager", "quantshift-equity.service"],
+                               capture_output=True, text=True, check=False).stdout
+        exposure = re.search(r"exposure level for \S+: ([0-9.]+)", score)
         changed = [int(n) for n in re.findall(r"quantshift-molecule-bot\s*:.*?changed=(\d+)", out)]
         figures = [
             {

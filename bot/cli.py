@@ -149,8 +149,41 @@ def register(sub: Any) -> None:
     _register_compare(sub)
 
 
+def _lease(args: argparse.Namespace) -> int:
+    import redis
+
+    from bot.lease import yield_key
+
+    client = redis.Redis.from_url(args.redis_url, socket_timeout=5, decode_responses=True)
+    key = yield_key(args.account)
+    symbols = [s.strip().upper() for s in (args.symbols or "").split(",") if s.strip()]
+    if args.lease_action in ("yield", "reclaim") and not symbols:
+        print("quantshift bot lease: --symbols is required", file=sys.stderr)
+        return 2
+    if args.lease_action == "yield":
+        client.sadd(key, *symbols)
+    elif args.lease_action == "reclaim":
+        client.srem(key, *symbols)
+    yielded = sorted(client.smembers(key))
+    holders = {}
+    for raw in client.scan_iter(match=f"qs:lease:{args.account}:*", count=500):
+        name = str(raw)
+        if name.count(":") == 3 and not name.endswith((":yielded", ":fence")):
+            holders[name.rsplit(":", 1)[1]] = str(client.get(name) or "")
+    print(json.dumps({"account": args.account, "yielded": yielded, "holders": dict(sorted(holders.items()))}, indent=2))
+    return 0
+
+
 def _actions(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="bot_command", metavar="ACTION", required=True)
+    p = actions.add_parser("lease", help="show who holds each symbol's lease; yield a slice to a canary or reclaim it")
+    p.add_argument(
+        "lease_action", choices=("show", "yield", "reclaim"), help="yield: the primary lets go of --symbols; reclaim: takes them back"
+    )
+    p.add_argument("--redis-url", required=True, help="the bots' Redis")
+    p.add_argument("--account", required=True, help="account id")
+    p.add_argument("--symbols", help="comma-separated symbols (yield, reclaim)")
+    p.set_defaults(func=_lease)
     p = actions.add_parser("run", help="trade until SIGTERM (settings from QS_* variables; exit 2 on a bad setting)")
     p.add_argument("--env-file", type=Path, help="read settings from this file too (KEY=VALUE, as systemd's EnvironmentFile)")
     p.set_defaults(func=_run)

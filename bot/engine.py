@@ -44,7 +44,11 @@ class Engine:
         self.strategy: Strategy = strategy or MovingAverageCross.from_params(cfg.strategy_params)
         self.state = State(client, cfg.state_account)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{cfg.release}"
-        self.leases = LeaseSet(client, cfg.account_id, cfg.lease_symbols, self.owner, cfg.lease_ttl_ms) if cfg.needs_lease else None
+        self.leases = (
+            LeaseSet(client, cfg.account_id, cfg.lease_symbols, self.owner, cfg.lease_ttl_ms, yields=cfg.mode in (Mode.LIVE, Mode.PAPER))
+            if cfg.needs_lease
+            else None
+        )
         self.counters = metrics.Counters()
         self.stop = threading.Event()
         self.status, self.reason = "starting", ""

@@ -29,8 +29,12 @@ class SymbolLease:
 class LeaseSet:
     """Leases on a set of symbols of one account, kept alive by a heartbeat thread."""
 
-    def __init__(self, client: redis.Redis, account: str, symbols: tuple[str, ...], owner: str, ttl_ms: int) -> None:
-        self.client, self.owner, self.ttl_ms = client, owner, ttl_ms
+    def __init__(self, client: redis.Redis, account: str, symbols: tuple[str, ...], owner: str, ttl_ms: int, yields: bool = False) -> None:
+        """`yields`: this bot gives up the symbols listed in the account's yield set (the primary does,
+        so a canary can take a slice; `quantshift bot lease yield`)."""
+        self.client, self.owner, self.ttl_ms, self.yields = client, owner, ttl_ms, yields
+        self.yield_key = yield_key(account)
+        self.yielded: set[str] = set()
         self.leases = {s: SymbolLease(s, f"qs:lease:{account}:{s}") for s in symbols}
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
@@ -44,8 +48,15 @@ class LeaseSet:
     def refresh(self) -> None:
         """Renew what we hold, try to take what we do not; record whether Redis answered."""
         try:
+            if self.yields:
+                self.yielded = {m.decode() if isinstance(m, bytes) else str(m) for m in self.client.smembers(self.yield_key)}
             for lease in self.leases.values():
                 with self._lock:
+                    if lease.symbol in self.yielded:
+                        if lease.held:  # handed to whoever takes the slice (a canary)
+                            self._release(keys=[lease.key], args=[self.owner])
+                            lease.held = False
+                        continue
                     if lease.held:
                         if self._renew(keys=[lease.key], args=[self.owner, self.ttl_ms]):
                             lease.confirmed_at = time.monotonic()
@@ -104,7 +115,7 @@ class LeaseSet:
         while not self._stop.is_set():
             self.refresh()
             # Waiting for a lease: poll fast so a handover takes milliseconds. Holding: a third of the TTL.
-            waiting = any(not lease.held for lease in self.leases.values())
+            waiting = any(not lease.held and lease.symbol not in self.yielded for lease in self.leases.values())
             self._stop.wait(0.02 if waiting else self.ttl_ms / 3000)
 
     def release_all(self) -> None:
@@ -120,3 +131,8 @@ class LeaseSet:
                     except redis.RedisError:
                         pass  # it expires on its own within the TTL
                     lease.held = False
+
+
+def yield_key(account: str) -> str:
+    """The Redis set of symbols the primary of `account` leaves to others (a canary's slice)."""
+    return f"qs:lease:{account}:yielded"

@@ -222,10 +222,13 @@ class AlpacaApi:
             status = req.params.get("status", "open")
             nested = req.params.get("nested", "false").lower() == "true"
             rows = [o for o in book.orders.values() if not (nested and o.parent)]
+            def is_open(o: Order) -> bool:  # a filled bracket entry stays listed while a leg is open
+                return o.status in ("new", "held") or (nested and any(leg.status in ("new", "held") for leg in o.legs))
+
             if status == "open":
-                rows = [o for o in rows if o.status in ("new", "held")]
+                rows = [o for o in rows if is_open(o)]
             elif status == "closed":
-                rows = [o for o in rows if o.status not in ("new", "held")]
+                rows = [o for o in rows if not is_open(o)]
             rows.sort(key=lambda o: o.created, reverse=True)
             return [self.order_json(o, nested) for o in rows[: int(req.params.get("limit", "500"))]]
 

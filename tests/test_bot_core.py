@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -211,3 +212,36 @@ def test_metric_formulas() -> None:
 
 def test_mode_enum_covers_config() -> None:
     assert {m.value for m in Mode} == {"paper", "shadow", "canary", "live"}
+
+
+def test_primary_yields_a_slice_to_the_canary_and_takes_it_back(redis_url: str) -> None:
+    import subprocess
+    import sys
+
+    client = redis.Redis.from_url(redis_url)
+    primary = LeaseSet(client, "acct", ("AAA", "BBB"), "primary", 1000, yields=True)
+    canary = LeaseSet(client, "acct", ("AAA",), "canary", 1000)
+    primary.refresh()
+    canary.refresh()
+    assert primary.held() == ["AAA", "BBB"] and canary.held() == []
+
+    def lease(*args: str) -> dict[str, Any]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "quantshift", "bot", "lease", *args, "--redis-url", redis_url, "--account", "acct"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        doc: dict[str, Any] = json.loads(proc.stdout)
+        return doc
+
+    assert lease("yield", "--symbols", "AAA")["yielded"] == ["AAA"]
+    primary.refresh()  # the primary's next heartbeat lets go
+    canary.refresh()
+    assert primary.held() == ["BBB"] and canary.held() == ["AAA"]
+    assert lease("show")["holders"] == {"AAA": "canary", "BBB": "primary"}
+    lease("reclaim", "--symbols", "AAA")
+    canary.release_all()
+    primary.refresh()
+    assert primary.held() == ["AAA", "BBB"]

@@ -253,3 +253,56 @@ def test_health_monitor_cli_reports_alerts(trade_lab: dict[str, Any], redis_url:
         [sys.executable, "-m", "quantshift", "bot", "health", "--url", bot.url], capture_output=True, text=True, timeout=30, check=False
     )
     assert down.returncode == 1 and "unreachable" in down.stdout
+
+
+def test_lab_alpaca_bracket_orders_and_limits_through_the_sdk(trade_lab: dict[str, Any]) -> None:
+    from alpaca.trading.enums import OrderClass, OrderSide, TimeInForce
+    from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest, StopLossRequest, TakeProfitRequest
+
+    alpaca = broker(trade_lab, "paper")
+    price = alpaca.bars(("AAPL",), 5)["AAPL"][-1].c
+    bracket = alpaca.trading.submit_order(
+        MarketOrderRequest(
+            symbol="AAPL",
+            qty=5,
+            side=OrderSide.BUY,
+            time_in_force=TimeInForce.DAY,
+            order_class=OrderClass.BRACKET,
+            take_profit=TakeProfitRequest(limit_price=round(price * 1.5, 2)),
+            stop_loss=StopLossRequest(stop_price=round(price * 0.5, 2)),
+        )
+    )
+    assert bracket.status == "filled" and bracket.legs and len(bracket.legs) == 2
+    protective = [o for o in alpaca.open_orders() if o.protective]
+    assert len(protective) == 2  # take-profit and stop-loss stay open as protective legs
+    resting = alpaca.trading.submit_order(
+        LimitOrderRequest(symbol="MSFT", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.DAY, limit_price=1.0)
+    )
+    assert resting.status == "new"
+    alpaca.cancel(str(resting.id))
+    assert alpaca.find(resting.client_order_id).status == "canceled"
+    closed = alpaca.close_position("AAPL")
+    assert closed is not None and closed.status == "filled"
+    assert not [o for o in alpaca.open_orders() if o.symbol == "AAPL"]  # closing the position cancelled its legs
+    live = broker(trade_lab, "live")
+    assert "AAPL" not in live.positions()  # paper and live are separate accounts
+
+
+def test_lab_coinbase_refuses_a_jwt_signed_with_another_key(trade_lab: dict[str, Any]) -> None:
+    from bot.brokers.base import OrderRejected
+    from bot.brokers.coinbase import CoinbaseBroker
+    from bot.config import CoinbaseSettings
+
+    paper, live = trade_lab["coinbase"]["paper"], trade_lab["coinbase"]["live"]
+    good = CoinbaseBroker(
+        CoinbaseSettings(paper["key_name"], paper["private_key"], trade_lab["coinbase_base_url"], trade_lab["exchange_ca_cert"])
+    )
+    assert good.equity() > 0
+    forged = CoinbaseBroker(
+        CoinbaseSettings(paper["key_name"], live["private_key"], trade_lab["coinbase_base_url"], trade_lab["exchange_ca_cert"])
+    )
+    try:
+        forged.equity()
+        raise AssertionError("a JWT signed with the wrong key was accepted")
+    except OrderRejected as err:
+        assert "401" in str(err)

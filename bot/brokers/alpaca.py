@@ -82,8 +82,10 @@ class AlpacaBroker:
         rows: Any = _guard(lambda: self.trading.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, nested=True)), "orders")
         out = []
         for o in rows:
-            out.append(_order(o))
-            out += [_order(leg, protective=True) for leg in (o.legs or [])]
+            parent = _order(o)
+            if parent.status == "new":
+                out.append(parent)
+            out += [leg for leg in (_order(raw, protective=True) for raw in (o.legs or [])) if leg.status == "new"]
         return out
 
     def submit(self, req: OrderRequest) -> BrokerOrder:
