@@ -39,8 +39,12 @@ def main() -> None:
         _molecule("create", env)
         first, _ = _molecule("converge", env)
         again, out = _molecule("converge", env)
-        score = subprocess.run(["podman", "exec", "quantshift-molecule-bot", "systemd-analyze", "security", "--no-pager", "quantshift-equity.service"],
-                               capture_output=True, text=True, check=False).stdout
+        score = subprocess.run(
+            ["podman", "exec", "quantshift-molecule-bot", "systemd-analyze", "security", "--no-pager", "quantshift-equity.service"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         exposure = re.search(r"exposure level for \S+: ([0-9.]+)", score)
         changed = [int(n) for n in re.findall(r"quantshift-molecule-bot\s*:.*?changed=(\d+)", out)]
         figures = [
@@ -53,6 +57,13 @@ def main() -> None:
                 "name": f"idempotent re-run of the same converge (changed={changed[-1] if changed else '?'})",
                 "value": round(again, 1),
                 "unit": "s",
+            },
+            {
+                "name": "systemd-analyze security exposure of quantshift-equity.service",
+                "value": float(exposure.group(1)) if exposure else -1.0,
+                "unit": "score (0 best, 10 worst)",
+                "target": "<= 2.0",
+                "met": bool(exposure and float(exposure.group(1)) <= 2.0),
             },
         ]
     finally:

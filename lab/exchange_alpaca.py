@@ -222,6 +222,7 @@ class AlpacaApi:
             status = req.params.get("status", "open")
             nested = req.params.get("nested", "false").lower() == "true"
             rows = [o for o in book.orders.values() if not (nested and o.parent)]
+
             def is_open(o: Order) -> bool:  # a filled bracket entry stays listed while a leg is open
                 return o.status in ("new", "held") or (nested and any(leg.status in ("new", "held") for leg in o.legs))
 

@@ -1,0 +1,175 @@
+"""`quantshift deploy window|soak|record|history|lock`: the rules the rollout playbooks ask before acting."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _now(raw: str | None) -> dt.datetime:
+    if raw is None:
+        return dt.datetime.now(dt.UTC)
+    value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise SystemExit("quantshift deploy: --at needs a timezone, e.g. 2026-11-24T22:00:00+00:00")
+    return value
+
+
+def _override(args: argparse.Namespace, release: str, stage: str, what: str) -> None:
+    from quantshift import audit
+
+    audit.append(audit.Record("override", release or "-", stage, "ok", reason=f"{what}: {args.override_reason}"), args.audit_log)
+    print(f"OVERRIDE ({what}) recorded in the audit log: {args.override_reason}", file=sys.stderr)
+
+
+def _window(args: argparse.Namespace) -> int:
+    from quantshift import window
+
+    rules = window.WindowRules(
+        after_close_minutes=args.after_close, before_open_minutes=args.before_open, crypto_weekends_only=not args.crypto_any_day
+    )
+    decision = window.check(_now(args.at), args.market, rules)
+    print(
+        json.dumps({"allowed": decision.allowed, "reason": decision.reason})
+        if args.json
+        else f"{'inside' if decision.allowed else 'OUTSIDE'} the deployment window: {decision.reason}"
+    )
+    if not decision.allowed and args.override_reason:
+        _override(args, args.release or "", "production", f"window ({decision.reason})")
+        return 0
+    return 0 if decision.allowed else 1
+
+
+def _soak(args: argparse.Namespace) -> int:
+    from quantshift import audit, soak
+
+    verdict = soak.check(audit.read(args.audit_log), args.release, args.risk, args.stage, _now(args.at).timestamp())
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "allowed": verdict.allowed,
+                    "reason": verdict.reason,
+                    "requirements": [
+                        {"stage": r.stage, "needed_s": r.needed, "soaked_s": r.soaked, "met": r.met} for r in verdict.requirements
+                    ],
+                }
+            )
+        )
+    else:
+        print(("promotion allowed: " if verdict.allowed else "promotion REFUSED: ") + verdict.reason)
+    if not verdict.allowed and args.override_reason:
+        _override(args, args.release, args.stage, f"soak ({verdict.reason})")
+        return 0
+    return 0 if verdict.allowed else 1
+
+
+def _record(args: argparse.Namespace) -> int:
+    from quantshift import audit
+
+    extra: dict[str, Any] = json.loads(args.extra) if args.extra else {}
+    audit.append(
+        audit.Record(args.kind, args.release, args.stage, args.outcome, host=args.host or "", reason=args.reason or "", extra=extra),
+        args.audit_log,
+    )
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from quantshift import audit
+
+    records = [
+        r
+        for r in audit.read(args.audit_log)
+        if (not args.release or r.release == args.release) and (not args.stage or r.stage == args.stage)
+    ]
+    records = records[-args.limit :]
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(r) for r in records], indent=2))
+    else:
+        print(audit.render(records))
+    return 0
+
+
+def _lock(args: argparse.Namespace) -> int:
+    from quantshift import audit
+
+    lock = audit.DeployLock(args.environment, args.audit_log.parent if args.audit_log else None, ttl=args.ttl)
+    if args.lock_action == "acquire":
+        lock.acquire(args.owner)
+        audit.append(audit.Record("lock", "-", args.environment, "ok", reason=f"acquired by {args.owner}"), args.audit_log)
+        return 0
+    if args.lock_action == "release":
+        return 0 if lock.release(args.owner) else 1
+    print(json.dumps(lock.holder()))
+    return 0
+
+
+def register(sub: Any) -> None:
+    dep = sub.add_parser(
+        "deploy",
+        help="deployment rules: window, soak, audit log, lock (the playbooks call these)",
+        description="The rules every rollout playbook checks before it acts, and the audit log it writes.\n"
+        "Audit log: $QUANTSHIFT_AUDIT_LOG (default ~/.local/state/quantshift/audit.jsonl).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = dep.add_subparsers(dest="deploy_command", metavar="ACTION", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--audit-log", type=Path, default=None, help="audit log file (default $QUANTSHIFT_AUDIT_LOG)")
+
+    p = actions.add_parser("window", help="is now inside the production deployment window? (exit 1 when not)")
+    p.add_argument("--at", help="the time to judge (ISO 8601 with zone); default now")
+    p.add_argument("--market", choices=("equity", "crypto"), default="equity")
+    p.add_argument("--after-close", type=int, default=15, help="minutes after the close before the window opens (default %(default)s)")
+    p.add_argument("--before-open", type=int, default=60, help="minutes before the open when it shuts (default %(default)s)")
+    p.add_argument("--crypto-any-day", action="store_true", help="allow crypto deploys on weekdays too")
+    p.add_argument("--override-reason", help="deploy outside the window anyway; the reason goes to the audit log")
+    p.add_argument("--release", help="the release (for the audit record of an override)")
+    p.add_argument("--json", action="store_true")
+    common(p)
+    p.set_defaults(func=_window)
+
+    p = actions.add_parser("soak", help="has the release passed the stages its risk class needs, long enough? (exit 1 when not)")
+    p.add_argument("--release", required=True)
+    p.add_argument("--risk", choices=("low", "medium", "high"), required=True)
+    p.add_argument("--stage", choices=("paper", "shadow", "canary", "production"), required=True, help="the stage to promote to")
+    p.add_argument("--at", help="the time to judge (ISO 8601 with zone); default now")
+    p.add_argument("--override-reason", help="promote anyway; the reason goes to the audit log")
+    p.add_argument("--json", action="store_true")
+    common(p)
+    p.set_defaults(func=_soak)
+
+    p = actions.add_parser("record", help="append one record to the audit log")
+    p.add_argument("--kind", choices=("deploy", "promotion", "gate", "override", "rollback", "lock"), required=True)
+    p.add_argument("--release", required=True)
+    p.add_argument("--stage", required=True)
+    p.add_argument("--outcome", choices=("ok", "failed", "refused", "started"), required=True)
+    p.add_argument("--host")
+    p.add_argument("--reason")
+    p.add_argument("--extra", help="a JSON object of further facts (gate values...)")
+    common(p)
+    p.set_defaults(func=_record)
+
+    p = actions.add_parser("history", help="show the audit log")
+    p.add_argument("--release")
+    p.add_argument("--stage")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    common(p)
+    p.set_defaults(func=_history)
+
+    p = actions.add_parser("lock", help="take or give back the per-environment deploy lock")
+    p.add_argument("lock_action", choices=("acquire", "release", "show"))
+    p.add_argument("--environment", required=True, help="paper, shadow, canary or production")
+    p.add_argument("--owner", default=f"deploy-{int(time.time())}", help="who holds it (the playbook run)")
+    p.add_argument("--ttl", type=float, default=3600, help="seconds after which an abandoned lock counts as stale")
+    common(p)
+    p.set_defaults(func=_lock)

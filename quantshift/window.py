@@ -1,0 +1,84 @@
+"""The production deployment window: after the NYSE close (early closes and holidays from the exchange
+calendar), never on a Friday, never close to the open; crypto bots on weekends. "Now" is a parameter."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+@dataclass(frozen=True)
+class WindowRules:
+    after_close_minutes: int = 15  # let the close settle (last fills, end-of-day reconciliation)
+    before_open_minutes: int = 60  # the new release must be running and checked well before the open
+    no_friday: bool = True
+    crypto_weekends_only: bool = True  # crypto trades around the clock: deploy when it is quietest
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+
+
+@lru_cache(maxsize=1)
+def _calendar() -> Any:
+    # Imported here: it pulls in pandas and takes a second; only the controller ever asks.
+    import exchange_calendars
+
+    return exchange_calendars.get_calendar("XNYS")
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    if t.tzinfo is None:
+        raise ValueError("give 'now' with a timezone (e.g. 2026-11-24T22:00:00+00:00)")
+    return t.astimezone(dt.UTC)
+
+
+def check(now: dt.datetime, market: str = "equity", rules: WindowRules | None = None) -> Decision:
+    """May a production deploy of a `market` (equity | crypto) bot start at `now`?"""
+    r = rules or WindowRules()
+    now = _utc(now)
+    local = now.astimezone(NEW_YORK)
+    day = local.strftime("%A")
+    if r.no_friday and local.weekday() == 4:
+        return Decision(False, f"{local:%Y-%m-%d %H:%M} New York is a Friday: no production deploys on Fridays")
+    if market == "crypto":
+        if r.crypto_weekends_only and local.weekday() < 5:
+            return Decision(False, f"{local:%Y-%m-%d %H:%M} New York is a {day}: crypto bots deploy on weekends only")
+        return Decision(True, f"{local:%Y-%m-%d %H:%M} New York, {day}: inside the crypto weekend window")
+    if market != "equity":
+        raise ValueError(f"market must be equity or crypto, got {market!r}")
+    import pandas as pd
+
+    cal = _calendar()
+    stamp = pd.Timestamp(now)
+    date = pd.Timestamp(local.date())
+    next_open = cal.next_open(stamp).to_pydatetime()
+    if cal.is_session(date):
+        close = cal.session_close(date).to_pydatetime()
+        open_ = cal.session_open(date).to_pydatetime()
+        early = " (early close)" if close.astimezone(NEW_YORK).hour < 16 else ""
+        if open_ - dt.timedelta(minutes=r.before_open_minutes) <= now < close + dt.timedelta(minutes=r.after_close_minutes):
+            if now < open_:
+                return Decision(
+                    False, f"{local:%H:%M} New York is within {r.before_open_minutes} min of the open ({open_.astimezone(NEW_YORK):%H:%M})"
+                )
+            return Decision(
+                False,
+                f"the market is open or just closed: the window starts {r.after_close_minutes} min after the close "
+                f"({close.astimezone(NEW_YORK):%H:%M} New York{early})",
+            )
+    if now > next_open - dt.timedelta(minutes=r.before_open_minutes):
+        return Decision(
+            False,
+            f"{local:%H:%M} New York is within {r.before_open_minutes} min of the next open ({next_open.astimezone(NEW_YORK):%a %H:%M})",
+        )
+    return Decision(
+        True, f"{local:%Y-%m-%d %H:%M} New York, {day}: market closed, next open {next_open.astimezone(NEW_YORK):%a %Y-%m-%d %H:%M}"
+    )

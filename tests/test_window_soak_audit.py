@@ -1,0 +1,137 @@
+"""Deployment window over many dates, soak rules by risk class, the audit log and the deploy lock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quantshift import audit, soak, window
+
+NY = window.NEW_YORK
+
+
+def ny(y: int, m: int, d: int, hh: int, mm: int = 0) -> dt.datetime:
+    return dt.datetime(y, m, d, hh, mm, tzinfo=NY)
+
+
+@pytest.mark.parametrize(
+    ("when", "market", "allowed", "why"),
+    [
+        (ny(2026, 11, 24, 17), "equity", True, "Tuesday after the close"),
+        (ny(2026, 11, 24, 15, 59), "equity", False, "market open"),
+        (ny(2026, 11, 24, 16, 5), "equity", False, "just closed: settle first"),
+        (ny(2026, 11, 25, 8, 45), "equity", False, "45 min before the open"),
+        (ny(2026, 11, 25, 8, 15), "equity", True, "75 min before the open"),
+        (ny(2026, 11, 26, 12), "equity", True, "Thanksgiving: a holiday, market closed"),
+        (ny(2026, 11, 27, 14), "equity", False, "the early-close Friday after Thanksgiving: Friday"),
+        (ny(2026, 12, 24, 14), "equity", True, "Christmas Eve closes at 13:00: after the early close"),
+        (ny(2026, 12, 24, 12, 30), "equity", False, "Christmas Eve before its early close"),
+        (ny(2026, 11, 28, 11), "equity", True, "Saturday"),
+        (ny(2026, 11, 30, 8, 40), "equity", False, "Monday morning, near the open"),
+        (ny(2026, 3, 9, 8, 45), "equity", False, "the Monday after the DST change: 45 min before 09:30 New York"),
+        (ny(2026, 3, 9, 8, 15), "equity", True, "the Monday after the DST change, 75 min before the open"),
+        (ny(2026, 3, 8, 2, 30) + dt.timedelta(hours=1), "equity", True, "the DST Sunday itself"),
+        (ny(2026, 11, 2, 16, 30), "equity", True, "after the close the day after DST ends"),
+        (ny(2026, 11, 28, 11), "crypto", True, "crypto on a Saturday"),
+        (ny(2026, 11, 24, 22), "crypto", False, "crypto on a Tuesday"),
+        (ny(2026, 11, 27, 22), "crypto", False, "crypto on a Friday evening"),
+    ],
+)
+def test_window_over_many_dates(when: dt.datetime, market: str, allowed: bool, why: str) -> None:
+    decision = window.check(when, market)
+    assert decision.allowed is allowed, f"{why}: {decision.reason}"
+
+
+def test_window_rules_are_configurable_and_need_a_timezone() -> None:
+    assert window.check(ny(2026, 11, 24, 22), "crypto", window.WindowRules(crypto_weekends_only=False)).allowed
+    assert not window.check(ny(2026, 11, 25, 7), "equity", window.WindowRules(before_open_minutes=180)).allowed
+    with pytest.raises(ValueError, match="timezone"):
+        window.check(dt.datetime(2026, 11, 24, 22), "equity")
+
+
+DAY = soak.DAY
+T0 = 1_790_000_000.0
+
+
+def rec(kind: str, release: str, stage: str, outcome: str, when: float) -> audit.Record:
+    return audit.Record(kind, release, stage, outcome, when=when, who="test")
+
+
+def test_soak_rules_by_risk_class() -> None:
+    log = [rec("deploy", "r1", "paper", "ok", T0), rec("deploy", "r1", "shadow", "ok", T0 + 3 * DAY)]
+    assert soak.check(log, "r1", "low", "production", T0 + 1.5 * DAY).allowed
+    assert not soak.check(log, "r1", "low", "production", T0 + 0.5 * DAY).allowed
+    medium = soak.check(log, "r1", "medium", "production", T0 + 8 * DAY)
+    assert not medium.allowed and "shadow: soaked 5.0 d of 7.0 d" in medium.reason
+    assert soak.check(log, "r1", "medium", "production", T0 + 10.5 * DAY).allowed
+    high = soak.check(log, "r1", "high", "production", T0 + 30 * DAY)
+    assert not high.allowed and "canary: never passed" in high.reason
+    assert soak.check(log, "r1", "high", "shadow", T0 + 7.5 * DAY).allowed  # shadow needs only paper 7 d
+    assert soak.check(log, "r1", "high", "paper", T0).allowed  # the first stage needs nothing
+
+
+def test_a_failure_restarts_the_soak() -> None:
+    log = [
+        rec("deploy", "r1", "paper", "ok", T0),
+        rec("gate", "r1", "paper", "failed", T0 + 2 * DAY),
+        rec("deploy", "r1", "paper", "ok", T0 + 3 * DAY),
+    ]
+    assert not soak.check(log, "r1", "medium", "shadow", T0 + 4 * DAY).allowed  # 1 d since the clean redeploy, 3 d needed
+    assert soak.check(log, "r1", "medium", "shadow", T0 + 6.5 * DAY).allowed
+    assert soak.check(log, "r1", "low", "production", T0 + 6.5 * DAY, durations={"low.paper": 10 * DAY}).allowed is False
+
+
+def test_audit_log_roundtrip_and_bad_records(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    audit.append(audit.Record("deploy", "r1", "paper", "ok", host="quantshift-paper"), path)
+    audit.append(audit.Record("override", "r1", "production", "ok", reason="hotfix for a broken stop loss"), path)
+    with pytest.raises(audit.AuditError, match="needs a reason"):
+        audit.append(audit.Record("override", "r1", "production", "ok"), path)
+    with pytest.raises(audit.AuditError, match="kind"):
+        audit.append(audit.Record("party", "r1", "paper", "ok"), path)
+    records = audit.read(path)
+    assert [(r.kind, r.release, r.stage) for r in records] == [("deploy", "r1", "paper"), ("override", "r1", "production")]
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_deploy_lock_refuses_a_second_deploy(tmp_path: Path) -> None:
+    first = audit.DeployLock("production", tmp_path)
+    first.acquire("run-1")
+    with pytest.raises(audit.AuditError, match="another deployment to production is running"):
+        audit.DeployLock("production", tmp_path).acquire("run-2")
+    audit.DeployLock("paper", tmp_path).acquire("run-3")  # other environments are independent
+    assert not first.release("run-2") and first.release("run-1")
+    audit.DeployLock("production", tmp_path).acquire("run-2")
+    stale = audit.DeployLock("shadow", tmp_path, ttl=0)
+    stale.acquire("dead")
+    audit.DeployLock("shadow", tmp_path, ttl=0).acquire("next")  # a lock past its ttl is taken over
+
+
+def test_deploy_cli_window_soak_override_history(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "quantshift", "deploy", *args, "--audit-log", str(log)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert cli("window", "--at", "2026-11-24T22:00:00+00:00").returncode == 0
+    friday = cli("window", "--at", "2026-11-27T22:00:00+00:00", "--json")
+    assert friday.returncode == 1 and json.loads(friday.stdout)["allowed"] is False
+    assert cli("window", "--at", "2026-11-27T22:00:00+00:00", "--override-reason", "broken stop loss", "--release", "r9").returncode == 0
+    assert cli("record", "--kind", "deploy", "--release", "r9", "--stage", "paper", "--outcome", "ok").returncode == 0
+    assert cli("soak", "--release", "r9", "--risk", "low", "--stage", "production").returncode == 1
+    history = json.loads(cli("history", "--json").stdout)
+    assert [h["kind"] for h in history] == ["override", "deploy"] and "broken stop loss" in history[0]["reason"]
+    assert cli("lock", "acquire", "--environment", "production", "--owner", "a").returncode == 0
+    second = cli("lock", "acquire", "--environment", "production", "--owner", "b")
+    assert second.returncode == 1 and "another deployment" in second.stderr
