@@ -15,6 +15,15 @@ import redis
 
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+# All of a bot's symbols at once or none: two identical bots never split an account between them.
+_ACQUIRE_ALL = """
+for _, key in ipairs(KEYS) do
+  local owner = redis.call('get', key)
+  if owner and owner ~= ARGV[1] then return 0 end
+end
+for _, key in ipairs(KEYS) do redis.call('set', key, ARGV[1], 'PX', ARGV[2]) end
+return 1
+"""
 
 
 @dataclass
@@ -38,6 +47,7 @@ class LeaseSet:
         self.leases = {s: SymbolLease(s, f"qs:lease:{account}:{s}") for s in symbols}
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._acquire_all = client.register_script(_ACQUIRE_ALL)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -46,28 +56,45 @@ class LeaseSet:
 
     # --- one round over every symbol --------------------------------------------------------------
     def refresh(self) -> None:
-        """Renew what we hold, try to take what we do not; record whether Redis answered."""
+        """Renew what we hold, try to take what we do not; record whether Redis answered.
+
+        Holding nothing, a bot takes all its symbols in one atomic step or none (so a second bot on the
+        account waits in standby); holding some (a slice came back from a canary), it takes the rest one by one.
+        """
         try:
             if self.yields:
                 self.yielded = {m.decode() if isinstance(m, bytes) else str(m) for m in self.client.smembers(self.yield_key)}
-            for lease in self.leases.values():
-                with self._lock:
+            with self._lock:
+                wanted = []
+                for lease in self.leases.values():
                     if lease.symbol in self.yielded:
                         if lease.held:  # handed to whoever takes the slice (a canary)
                             self._release(keys=[lease.key], args=[self.owner])
                             lease.held = False
                         continue
+                    wanted.append(lease)
                     if lease.held:
                         if self._renew(keys=[lease.key], args=[self.owner, self.ttl_ms]):
                             lease.confirmed_at = time.monotonic()
                         else:
                             lease.held = False  # someone else has it now: stop at once
-                    elif self.client.set(lease.key, self.owner, nx=True, px=self.ttl_ms):
-                        lease.token = int(self.client.incr(lease.key + ":fence"))
-                        lease.held, lease.confirmed_at = True, time.monotonic()
+                missing = [lease for lease in wanted if not lease.held]
+                if missing and len(missing) == len(wanted):
+                    if self._acquire_all(keys=[lease.key for lease in missing], args=[self.owner, self.ttl_ms]):
+                        self._took(missing)
+                else:
+                    for lease in missing:
+                        if self.client.set(lease.key, self.owner, nx=True, px=self.ttl_ms):
+                            self._took([lease])
             self.redis_ok = True
         except redis.RedisError:
             self.redis_ok = False
+
+    def _took(self, leases: list[SymbolLease]) -> None:
+        now = time.monotonic()
+        for lease in leases:
+            lease.token = int(self.client.incr(lease.key + ":fence"))
+            lease.held, lease.confirmed_at = True, now
 
     def valid(self, symbol: str) -> bool:
         """Held and confirmed by Redis within the TTL (with a margin): only then may an order go out."""

@@ -245,3 +245,19 @@ def test_primary_yields_a_slice_to_the_canary_and_takes_it_back(redis_url: str) 
     canary.release_all()
     primary.refresh()
     assert primary.held() == ["AAA", "BBB"]
+
+
+def test_two_bots_starting_together_never_split_the_account(redis_url: str) -> None:
+    import threading
+
+    client = redis.Redis.from_url(redis_url)
+    for attempt in range(20):
+        client.flushall()
+        a = LeaseSet(client, "acct", ("AAA", "BBB", "CCC"), "bot-a", 1000)
+        b = LeaseSet(client, "acct", ("AAA", "BBB", "CCC"), "bot-b", 1000)
+        threads = [threading.Thread(target=x.refresh) for x in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted([a.held(), b.held()]) == [[], ["AAA", "BBB", "CCC"]], attempt

@@ -1,0 +1,82 @@
+"""The gate every rollout playbook uses: a bot's health and metrics against the environment's thresholds.
+
+Checks (defaults; each configurable per environment): service healthy and not restarting; error rate
+<= 5 %; win rate not more than 10 % below production's; max drawdown <= 15 %. The same numbers are
+the automatic rollback triggers. A failed gate prints a table of each check and its value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bot import monitor
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_error_rate: float = 0.05
+    max_win_rate_drop: float = 0.10  # absolute: candidate win rate >= production's - 0.10
+    max_drawdown: float = 0.15
+    min_trades: int = 10  # win rates are compared only when both sides have this many trades
+    healthy: tuple[str, ...] = ("ready", "standby")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: str
+    limit: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    checks: tuple[Check, ...]
+
+    def table(self) -> str:
+        width = max(len(c.name) for c in self.checks)
+        lines = [f"{'check':<{width}}  {'value':>14}  {'limit':>18}  result"]
+        lines += [f"{c.name:<{width}}  {c.value:>14}  {c.limit:>18}  {'ok' if c.ok else 'FAILED'}" for c in self.checks]
+        lines.append(f"gate {'PASSED' if self.passed else 'FAILED'}")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "checks": [c.__dict__ for c in self.checks]}
+
+
+def evaluate(candidate: dict[str, Any], production: dict[str, Any] | None, t: Thresholds, restarts: int | None = None) -> GateResult:
+    """`candidate`/`production`: reports from bot.monitor.check (health + metrics)."""
+    health = candidate.get("health") or {}
+    m = candidate.get("metrics") or {}
+    status = health.get("status", "unreachable")
+    checks = [Check("service healthy", status, " or ".join(t.healthy), status in t.healthy)]
+    if restarts is not None:
+        checks.append(Check("not restarting", str(restarts), "0 restarts", restarts == 0))
+    err = m.get("quantshift_error_rate", 0.0)
+    checks.append(Check("error rate", f"{err:.2%}", f"<= {t.max_error_rate:.0%}", err <= t.max_error_rate))
+    dd = m.get("quantshift_max_drawdown", 0.0)
+    checks.append(Check("max drawdown", f"{dd:.2%}", f"<= {t.max_drawdown:.0%}", dd <= t.max_drawdown))
+    trades, win = m.get("quantshift_trades", 0.0), m.get("quantshift_win_rate", 0.0)
+    if production is not None:
+        pm = production.get("metrics") or {}
+        p_trades, p_win = pm.get("quantshift_trades", 0.0), pm.get("quantshift_win_rate", 0.0)
+        if trades >= t.min_trades and p_trades >= t.min_trades:
+            checks.append(
+                Check(
+                    "win rate vs production",
+                    f"{win:.1%} vs {p_win:.1%}",
+                    f">= {p_win - t.max_win_rate_drop:.1%}",
+                    win >= p_win - t.max_win_rate_drop,
+                )
+            )
+        else:
+            checks.append(Check("win rate vs production", f"{int(trades)}/{int(p_trades)} trades", f">= {t.min_trades} each", True))
+    return GateResult(all(c.ok for c in checks), tuple(checks))
+
+
+def run(url: str, production_url: str | None, t: Thresholds, restarts: int | None = None) -> GateResult:
+    candidate = monitor.check(url, monitor.Thresholds())
+    production = monitor.check(production_url, monitor.Thresholds()) if production_url else None
+    return evaluate(candidate, production, t, restarts)
