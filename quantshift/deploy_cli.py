@@ -112,6 +112,33 @@ def _lock(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gate(args: argparse.Namespace) -> int:
+    from quantshift import audit, gate
+
+    t = gate.Thresholds(
+        max_error_rate=args.max_error_rate,
+        max_win_rate_drop=args.max_win_rate_drop,
+        max_drawdown=args.max_drawdown,
+        min_trades=args.min_trades,
+    )
+    result = gate.run(args.url, args.production_url, t, args.restarts)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else result.table())
+    if args.release:
+        audit.append(
+            audit.Record(
+                "gate",
+                args.release,
+                args.stage or "-",
+                "ok" if result.passed else "failed",
+                host=args.host or "",
+                reason="; ".join(f"{c.name} {c.value}" for c in result.checks if not c.ok),
+                extra=result.as_dict(),
+            ),
+            args.audit_log,
+        )
+    return 0 if result.passed else 1
+
+
 def register(sub: Any) -> None:
     dep = sub.add_parser(
         "deploy",
@@ -146,6 +173,21 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     common(p)
     p.set_defaults(func=_soak)
+
+    p = actions.add_parser("gate", help="a bot's health and metrics against the thresholds (exit 1 and a table when it fails)")
+    p.add_argument("--url", required=True, help="the candidate bot's health base URL (http://HOST:PORT)")
+    p.add_argument("--production-url", help="production's bot, for the win-rate comparison")
+    p.add_argument("--restarts", type=int, help="systemd NRestarts of the candidate's unit (must be 0)")
+    p.add_argument("--max-error-rate", type=float, default=0.05, help="default %(default)s")
+    p.add_argument("--max-win-rate-drop", type=float, default=0.10, help="below production's win rate, absolute (default %(default)s)")
+    p.add_argument("--max-drawdown", type=float, default=0.15, help="default %(default)s")
+    p.add_argument("--min-trades", type=int, default=10, help="compare win rates only past this many trades (default %(default)s)")
+    p.add_argument("--release", help="record the result in the audit log for this release")
+    p.add_argument("--stage", help="stage for the audit record")
+    p.add_argument("--host", help="host for the audit record")
+    p.add_argument("--json", action="store_true")
+    common(p)
+    p.set_defaults(func=_gate)
 
     p = actions.add_parser("record", help="append one record to the audit log")
     p.add_argument("--kind", choices=("deploy", "promotion", "gate", "override", "rollback", "lock"), required=True)

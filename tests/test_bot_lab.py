@@ -306,3 +306,35 @@ def test_lab_coinbase_refuses_a_jwt_signed_with_another_key(trade_lab: dict[str,
         raise AssertionError("a JWT signed with the wrong key was accepted")
     except OrderRejected as err:
         assert "401" in str(err)
+
+
+def test_deploy_gate_passes_a_healthy_bot_and_fails_with_a_table(trade_lab: dict[str, Any], redis_url: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    log = tmp_path / "audit.jsonl"
+    with bots(alpaca_env(trade_lab, redis_url), tmp=tmp_path) as (bot,):
+        bot.wait_for(lambda: bot.health() and bot.health()["status"] == "ready", what="ready")
+
+        def gate(*extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "quantshift", "deploy", "gate", "--url", bot.url, "--audit-log", str(log), *extra],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+
+        ok = gate("--restarts", "0", "--release", "r1", "--stage", "paper")
+        assert ok.returncode == 0 and "gate PASSED" in ok.stdout
+        restarting = gate("--restarts", "2")
+        assert restarting.returncode == 1 and "not restarting" in restarting.stdout and "FAILED" in restarting.stdout
+        lab_post(trade_lab["alpaca_url"], "/lab/faults", trade_lab["exchange_admin_token"], error_rate=1.0, status=503)
+        bot.wait_for(lambda: bot.health()["status"] == "degraded", what="degraded")
+        failed = gate("--release", "r1", "--stage", "paper")
+        assert failed.returncode == 1
+        table = failed.stdout
+        assert "service healthy" in table and "error rate" in table and "gate FAILED" in table
+        lab_post(trade_lab["alpaca_url"], "/lab/faults", trade_lab["exchange_admin_token"])
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["kind"], r["outcome"]) for r in records] == [("gate", "ok"), ("gate", "failed")]
