@@ -56,6 +56,10 @@ def _server_marker(lab: settings.LabSettings) -> str:
     return f"lab.pve_server --state-dir {lab.state_dir}"
 
 
+def _redis_marker(lab: settings.LabSettings) -> str:
+    return f"redis-server {lab.host}:{lab.redis_port}"  # the process title redis-server gives itself
+
+
 def _exchange_marker(lab: settings.LabSettings) -> str:
     return f"lab.exchange_server --state-dir {lab.state_dir}"
 
@@ -94,7 +98,7 @@ def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[s
     if _alive(state.get("pid"), _server_marker(lab)):
         if state.get("backend") != backend:
             raise LabError(f"the lab is already up with backend {state.get('backend')}: run `quantshift lab down` first")
-        if _alive(state.get("exchange_pid"), _exchange_marker(lab)):
+        if _alive(state.get("exchange_pid"), _exchange_marker(lab)) and _alive(state.get("redis_pid"), _redis_marker(lab)):
             progress(f"the lab is already up ({backend}) at {lab.api_url}")
             return env(lab)
     if backend == "lxc":
@@ -120,6 +124,7 @@ def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[s
             _write_state(lab, state)
     _stop_pid(int(state.get("pid") or 0), _server_marker(lab))  # a half-up lab from a crash: start clean
     _stop_pid(int(state.get("exchange_pid") or 0), _exchange_marker(lab))
+    _stop_pid(int(state.get("redis_pid") or 0), _redis_marker(lab))
     log = lab.state_dir / "logs" / "pve.log"
     env_vars = os.environ | {
         "QUANTSHIFT_LAB_DIR": str(lab.state_dir),
@@ -130,26 +135,36 @@ def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[s
         "PYTHONUNBUFFERED": "1",
         "QUANTSHIFT_LAB_ALPACA_PORT": str(lab.alpaca_port),
         "QUANTSHIFT_LAB_COINBASE_PORT": str(lab.coinbase_port),
+        "QUANTSHIFT_LAB_REDIS_PORT": str(lab.redis_port),
     }
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lab.pve_server", "--state-dir", str(lab.state_dir), "--backend", backend],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env_vars,
-            start_new_session=True,
-            cwd=str(Path(__file__).resolve().parent.parent),
-        )
+    proc = _spawn([sys.executable, "-m", "lab.pve_server", "--state-dir", str(lab.state_dir), "--backend", backend], log, env_vars)
     state["pid"] = proc.pid
     (lab.state_dir / "pve.pid").write_text(f"{proc.pid}\n")
     _write_state(lab, state)
     _wait_ready(lab, proc, log)
     binds = ["127.0.0.1"] + ([str(lab.gateway)] if network.bridge_exists(lab.bridge) and backend == "lxc" else [])
     ex_log = lab.state_dir / "logs" / "exchanges.log"
-    with open(ex_log, "ab") as out:
-        ex_proc = subprocess.Popen(
-            [sys.executable, "-m", "lab.exchange_server", "--state-dir", str(lab.state_dir), *(a for b in binds for a in ("--bind", b))],
+    argv = [sys.executable, "-m", "lab.exchange_server", "--state-dir", str(lab.state_dir), *(a for b in binds for a in ("--bind", b))]
+    ex_proc = _spawn(argv, ex_log, env_vars)
+    state["exchange_pid"] = ex_proc.pid
+    _write_state(lab, state)
+    _wait_port(lab, ex_proc, ex_log, lab.alpaca_port)
+    redis_proc = _spawn(["redis-server", str(_redis_conf(lab, binds))], lab.state_dir / "logs" / "redis.log", env_vars)
+    state["redis_pid"] = redis_proc.pid
+    _write_state(lab, state)
+    _wait_redis(lab, redis_proc)
+    progress(
+        f"the lab is up ({backend}): {lab.api_url} (pid {proc.pid}, log {log}); "
+        f"exchanges: alpaca http://127.0.0.1:{lab.alpaca_port}, coinbase https://127.0.0.1:{lab.coinbase_port} (pid {ex_proc.pid})"
+    )
+    return env(lab)
+
+
+def _spawn(argv: list[str], log: Path, env_vars: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A lab service in its own session (it outlives this command), its output appended to `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            argv,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -157,14 +172,39 @@ def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[s
             start_new_session=True,
             cwd=str(Path(__file__).resolve().parent.parent),
         )
-    state["exchange_pid"] = ex_proc.pid
-    _write_state(lab, state)
-    _wait_port(lab, ex_proc, ex_log, lab.alpaca_port)
-    progress(
-        f"the lab is up ({backend}): {lab.api_url} (pid {proc.pid}, log {log}); "
-        f"exchanges: alpaca http://127.0.0.1:{lab.alpaca_port}, coinbase https://127.0.0.1:{lab.coinbase_port} (pid {ex_proc.pid})"
-    )
-    return env(lab)
+
+
+def _redis_conf(lab: settings.LabSettings, binds: list[str]) -> Path:
+    """The lab's Redis: the bots' state and leases, reachable from the containers, an ACL user, AOF on."""
+    data = lab.state_dir / "redis"
+    data.mkdir(mode=0o700, exist_ok=True)
+    password = json.loads((lab.state_dir / "exchanges.json").read_text())["redis_password"]
+    conf = data / "redis.conf"
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(
+            f"bind {' '.join(binds)}\nport {lab.redis_port}\nprotected-mode yes\ndaemonize no\ndir {data}\n"
+            f'appendonly yes\nappendfsync everysec\nsave ""\nuser default off\n'
+            f"user quantshift on >{password} ~qs:* &* +@all -@admin -@dangerous +info\n"
+        )
+    return conf
+
+
+def _wait_redis(lab: settings.LabSettings, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    import redis
+
+    password = json.loads((lab.state_dir / "exchanges.json").read_text())["redis_password"]
+    client = redis.Redis(host=lab.host, port=lab.redis_port, username="quantshift", password=password, socket_timeout=1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LabError(f"the lab's redis-server exited at start; see {lab.state_dir / 'logs' / 'redis.log'}")
+        try:
+            client.ping()
+            return
+        except redis.RedisError:
+            time.sleep(0.05)
+    raise LabError(f"the lab's Redis did not answer on port {lab.redis_port} within {timeout:.0f}s")
 
 
 def _wait_port(lab: settings.LabSettings, proc: subprocess.Popen[bytes], log: Path, port: int, timeout: float = 20) -> None:
@@ -195,7 +235,12 @@ def _ensure_exchange_accounts(lab: settings.LabSettings) -> None:
     path = lab.state_dir / "exchanges.json"
     if path.exists():
         return
-    conf: dict[str, Any] = {"admin_token": pysecrets.token_hex(16), "alpaca": {}, "coinbase": {}}
+    conf: dict[str, Any] = {
+        "admin_token": pysecrets.token_hex(16),
+        "redis_password": pysecrets.token_urlsafe(24),
+        "alpaca": {},
+        "coinbase": {},
+    }
     for account in ("paper", "live"):
         conf["alpaca"][account] = {
             "key_id": f"LAB{account.upper()}{pysecrets.token_hex(6).upper()}",
@@ -254,6 +299,7 @@ def down(lab: settings.LabSettings, purge: bool = False, progress: Any = print) 
     state = read_state(lab)
     _stop_pid(int(state.get("pid") or 0), _server_marker(lab))
     _stop_pid(int(state.get("exchange_pid") or 0), _exchange_marker(lab))
+    _stop_pid(int(state.get("redis_pid") or 0), _redis_marker(lab))
     if lab.lxc_path.is_dir():
         for ct_dir in sorted(p for p in lab.lxc_path.iterdir() if (p / "config").exists()):
             name = ct_dir.name
@@ -344,4 +390,6 @@ def _exchange_facts(lab: settings.LabSettings) -> dict[str, Any]:
         "coinbase_base_url_from_containers": f"{lab.gateway}:{lab.coinbase_port}",
         "coinbase": {name: {"key_name": a["key_name"], "private_key": a["private_key"]} for name, a in conf["coinbase"].items()},
         "exchange_ca_cert": str(lab.ca_cert),
+        "redis_url": f"redis://quantshift:{conf['redis_password']}@{lab.host}:{lab.redis_port}/0",
+        "redis_url_from_containers": f"redis://quantshift:{conf['redis_password']}@{lab.gateway}:{lab.redis_port}/0",
     }

@@ -27,6 +27,7 @@ class LabSettings:
     subnet: ipaddress.IPv4Network
     alpaca_port: int = 8010
     coinbase_port: int = 8011
+    redis_port: int = 6390
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:
@@ -73,4 +74,5 @@ def from_env(environ: dict[str, str] | None = None) -> LabSettings:
         subnet=subnet,
         alpaca_port=int(env.get("QUANTSHIFT_LAB_ALPACA_PORT", "8010")),
         coinbase_port=int(env.get("QUANTSHIFT_LAB_COINBASE_PORT", "8011")),
+        redis_port=int(env.get("QUANTSHIFT_LAB_REDIS_PORT", "6390")),
     )

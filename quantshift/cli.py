@@ -59,7 +59,16 @@ def _lab_env(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(facts, indent=2))
         return 0
-    hidden = {"token_secret", "readonly_token_secret", "password", "exchange_admin_token", "alpaca", "coinbase"}
+    hidden = {
+        "token_secret",
+        "readonly_token_secret",
+        "password",
+        "exchange_admin_token",
+        "alpaca",
+        "coinbase",
+        "redis_url",
+        "redis_url_from_containers",
+    }
     for key, value in facts.items():
         print(f"{key:<22} {'(hidden: use --json)' if key in hidden else value}")
     return 0

@@ -34,6 +34,7 @@ def lab_settings(tmp: Path, subnet: str, bridge: str) -> settings.LabSettings:
         subnet=ipaddress.IPv4Network(subnet),
         alpaca_port=free_port(),
         coinbase_port=free_port(),
+        redis_port=free_port(),
     )
 
 

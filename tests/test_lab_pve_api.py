@@ -266,6 +266,7 @@ def test_lab_cli_up_status_env_down(tmp_path: Any) -> None:
         "QUANTSHIFT_LAB_BRIDGE": lab.bridge,
         "QUANTSHIFT_LAB_ALPACA_PORT": str(lab.alpaca_port),
         "QUANTSHIFT_LAB_COINBASE_PORT": str(lab.coinbase_port),
+        "QUANTSHIFT_LAB_REDIS_PORT": str(lab.redis_port),
     }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -283,8 +284,24 @@ def test_lab_cli_up_status_env_down(tmp_path: Any) -> None:
         status = json.loads(cli("status", "--json").stdout)
         assert status["up"] and status["backend"] == "memory"
         pid = status["pid"]
+        redis_pid = json.loads((lab.state_dir / "lab.json").read_text())["redis_pid"]
         assert cli("up", "--backend", "lxc").returncode == 1  # already up with another backend
     finally:
         assert cli("down").returncode == 0
     assert not lab.state_dir.exists()
-    assert not labkit.pid_running(pid)
+    assert not labkit.pid_running(pid) and not labkit.pid_running(redis_pid)
+
+
+def test_lab_redis_lets_the_bots_user_touch_only_its_keys(memory_lab: dict[str, Any]) -> None:
+    import redis
+
+    bots = redis.Redis.from_url(memory_lab["redis_url"])
+    assert bots.set("qs:probe", "1") and bots.get("qs:probe") == b"1"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        bots.set("elsewhere", "1")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        bots.flushall()
+    anonymous = redis.Redis(host="127.0.0.1", port=memory_lab["settings"].redis_port)
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        anonymous.ping()
+    assert str(memory_lab["gateway"]) in memory_lab["redis_url_from_containers"]
