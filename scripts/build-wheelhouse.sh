@@ -4,7 +4,7 @@
 # Usage: scripts/build-wheelhouse.sh [OUTPUT_DIR]   (default build/); prints the archive's path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-build}
+out=$(realpath -m "${1:-build}")  # absolute: callers run it from anywhere
 py=${PYTHON:-.venv/bin/python}
 version=$("$py" -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')
 # Content hash of everything that goes into the wheels: the archive is rebuilt exactly when one changes.

@@ -16,4 +16,11 @@ ansible-playbook playbooks/provision.yml
 step "Inventory read back from the lab's API"
 ansible-inventory --graph
 
+release=${QUANTSHIFT_RELEASE:-lab-$(date -u +%Y%m%d)}
+step "Deploy release $release to paper (102): wheelhouse venv, hardened units, health wait, gate, audit"
+ansible-playbook playbooks/deploy-paper.yml -e "quantshift_release=$release"
+
+step "Audit log"
+quantshift deploy history --limit 10
+
 printf '\nDone in %ss. The lab stays up: `quantshift lab status`; remove everything with `quantshift lab down`.\n' "$(( $(date +%s) - started ))"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-SPEC = Path(__file__).resolve().parent / "containers.yml"
+# The lab spec next to this script, unless QUANTSHIFT_LAB_SPEC names another (tests run private labs).
+SPEC = Path(os.environ.get("QUANTSHIFT_LAB_SPEC") or Path(__file__).resolve().parent / "containers.yml")
 
 if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
     os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
