@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import bot, common, lab_api, provision, roles
+from bench import bot, common, lab_api, pipeline, provision, roles
 
 
 def main() -> None:
@@ -10,6 +10,7 @@ def main() -> None:
     provision.main()
     bot.main()
     roles.main()
+    pipeline.main()
     print(common.write_markdown())
 
 
