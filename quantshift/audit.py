@@ -124,9 +124,9 @@ class DeployLock:
         except (OSError, ValueError):
             return None
 
-    def release(self, owner: str) -> bool:
+    def release(self, owner: str, force: bool = False) -> bool:
         held = self.holder()
-        if held is None or held.get("owner") != owner:
+        if held is None or (held.get("owner") != owner and not force):
             return False
         self.path.unlink(missing_ok=True)
         return True

@@ -107,7 +107,12 @@ def _lock(args: argparse.Namespace) -> int:
         audit.append(audit.Record("lock", "-", args.environment, "ok", reason=f"acquired by {args.owner}"), args.audit_log)
         return 0
     if args.lock_action == "release":
-        return 0 if lock.release(args.owner) else 1
+        if args.force:
+            audit.append(
+                audit.Record("override", "-", args.environment, "ok", reason=f"deploy lock released by force (held by {lock.holder()})"),
+                args.audit_log,
+            )
+        return 0 if lock.release(args.owner, force=args.force) else 1
     print(json.dumps(lock.holder()))
     return 0
 
@@ -213,5 +218,6 @@ def register(sub: Any) -> None:
     p.add_argument("--environment", required=True, help="paper, shadow, canary or production")
     p.add_argument("--owner", default=f"deploy-{int(time.time())}", help="who holds it (the playbook run)")
     p.add_argument("--ttl", type=float, default=3600, help="seconds after which an abandoned lock counts as stale")
+    p.add_argument("--force", action="store_true", help="release a lock another run holds (its deploy died); audited")
     common(p)
     p.set_defaults(func=_lock)

@@ -135,3 +135,7 @@ def test_deploy_cli_window_soak_override_history(tmp_path: Path) -> None:
     assert cli("lock", "acquire", "--environment", "production", "--owner", "a").returncode == 0
     second = cli("lock", "acquire", "--environment", "production", "--owner", "b")
     assert second.returncode == 1 and "another deployment" in second.stderr
+    assert cli("lock", "release", "--environment", "production", "--owner", "b").returncode == 1  # not b's
+    assert cli("lock", "release", "--environment", "production", "--owner", "b", "--force").returncode == 0
+    assert cli("lock", "acquire", "--environment", "production", "--owner", "b").returncode == 0
+    assert "released by force" in json.loads(cli("history", "--json").stdout)[-2]["reason"]
