@@ -15,7 +15,6 @@ from bench.common import record
 from proxmox import apply, client, spec
 from tests import labkit
 
-ROOT = Path(__file__).resolve().parent.parent
 QUIET = apply.Reporter(None)
 
 
@@ -75,15 +74,7 @@ def lxc_lab_spec() -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         lab = labkit.lab_settings(Path(tmp), "10.231.22.0/24", "qsbrb3")
         with labkit.running_lab(lab, "lxc") as facts:
-            text = (ROOT / "inventory" / "lab" / "containers.yml").read_text()
-            text = (
-                text.replace("port: 8006", f"port: {facts['port']}")
-                .replace("/var/lib/quantshift-lab", str(lab.state_dir))
-                .replace("bridge: qsbr0", f"bridge: {facts['bridge']}")
-                .replace("10.231.7.", "10.231.22.")
-            )
-            path = Path(tmp) / "containers.yml"
-            path.write_text(text)
+            path = labkit.lab_spec_for(facts, lab, Path(tmp) / "containers.yml")
             loaded, api = _connect(path)
             t0 = time.perf_counter()
             outcome = apply.apply(api, loaded, report=apply.Reporter(io.StringIO()))

@@ -7,7 +7,7 @@ import hmac
 import uuid
 from typing import Any
 
-from lab.exchange_state import Book, Exchange, Order
+from lab.exchange_state import Exchange, Order, require_admin
 from lab.httpd import ApiError, Reply, Request, Router
 
 ASSET_NS = uuid.UUID("6f1f9d3e-7a52-4a53-9f7e-2a0b4c3d5e6f")
@@ -25,9 +25,7 @@ class AlpacaApi:
         self._register()
 
     def authenticate(self, req: Request) -> None:
-        if req.path.startswith("/lab/"):
-            if not hmac.compare_digest(req.headers.get("x-lab-admin", ""), self.admin_token):
-                raise ApiError(401, "lab admin token required")
+        if require_admin(req, self.admin_token):
             return
         key, secret = req.headers.get("apca-api-key-id", ""), req.headers.get("apca-api-secret-key", "")
         found = self.keys.get(key)
@@ -35,9 +33,6 @@ class AlpacaApi:
             raise ApiError(401, "unauthorized.")
         req.user = found[1]
         self.ex.faults.apply()
-
-    def book(self, req: Request) -> Book:
-        return self.ex.books[req.user]
 
     # --- JSON shapes ---------------------------------------------------------------------------------
     def order_json(self, o: Order, nested: bool = True) -> dict[str, Any]:
@@ -104,8 +99,7 @@ class AlpacaApi:
 
         @r.route("GET", "/v2/account")
         def account(req: Request) -> Any:
-            book = self.book(req)
-            ex.match(book)
+            book = ex.matched(req.user)
             equity = ex.equity(book)
             return {
                 "id": str(uuid.uuid5(ASSET_NS, "account:" + book.name)),
@@ -164,14 +158,12 @@ class AlpacaApi:
 
         @r.route("GET", "/v2/positions")
         def positions(req: Request) -> Any:
-            book = self.book(req)
-            ex.match(book)
+            book = ex.matched(req.user)
             return [self.position_json(s, q, e) for s, (q, e) in sorted(book.positions.items())]
 
         @r.route("GET", "/v2/positions/{symbol}")
         def position(req: Request) -> Any:
-            book = self.book(req)
-            ex.match(book)
+            book = ex.matched(req.user)
             found = book.positions.get(req.vars["symbol"])
             if found is None:
                 raise ApiError(404, "position does not exist")
@@ -179,11 +171,11 @@ class AlpacaApi:
 
         @r.route("DELETE", "/v2/positions/{symbol}")
         def close_position(req: Request) -> Any:
-            return self.order_json(ex.close(self.book(req), req.vars["symbol"]))
+            return self.order_json(ex.close(ex.books[req.user], req.vars["symbol"]))
 
         @r.route("DELETE", "/v2/positions")
         def close_all(req: Request) -> Any:
-            book = self.book(req)
+            book = ex.books[req.user]
             out = [{"symbol": s, "status": 200, "body": self.order_json(ex.close(book, s))} for s in sorted(book.positions)]
             return Reply(207, out)
 
@@ -201,7 +193,7 @@ class AlpacaApi:
                     raise ApiError(422, "bracket orders need take_profit.limit_price and stop_loss.stop_price")
                 tp, stop = float(take["limit_price"]), float(loss["stop_price"])
             order = ex.submit(
-                self.book(req),
+                ex.books[req.user],
                 client_order_id=p.get("client_order_id") or str(uuid.uuid4()),
                 symbol=p.get("symbol", "").upper(),
                 side=p.get("side", ""),
@@ -217,8 +209,7 @@ class AlpacaApi:
 
         @r.route("GET", "/v2/orders")
         def orders(req: Request) -> Any:
-            book = self.book(req)
-            ex.match(book)
+            book = ex.matched(req.user)
             status = req.params.get("status", "open")
             nested = req.params.get("nested", "false").lower() == "true"
             rows = [o for o in book.orders.values() if not (nested and o.parent)]
@@ -235,30 +226,21 @@ class AlpacaApi:
 
         @r.route("GET", "/v2/orders:by_client_order_id")
         def by_client_id(req: Request) -> Any:
-            book = self.book(req)
-            ex.match(book)
-            oid = book.by_client_id.get(req.params.get("client_order_id", ""))
-            if oid is None:
-                raise ApiError(404, "order not found")
-            return self.order_json(book.orders[oid])
+            book = ex.matched(req.user)
+            return self.order_json(ex.order(book, book.by_client_id.get(req.params.get("client_order_id", ""), "")))
 
         @r.route("GET", "/v2/orders/{order_id}")
         def get_order(req: Request) -> Any:
-            book = self.book(req)
-            ex.match(book)
-            order = book.orders.get(req.vars["order_id"])
-            if order is None:
-                raise ApiError(404, "order not found")
-            return self.order_json(order)
+            return self.order_json(ex.order(ex.matched(req.user), req.vars["order_id"]))
 
         @r.route("DELETE", "/v2/orders/{order_id}")
         def cancel(req: Request) -> Any:
-            ex.cancel(self.book(req), req.vars["order_id"])
+            ex.cancel(ex.books[req.user], req.vars["order_id"])
             return Reply(204, empty=True)
 
         @r.route("DELETE", "/v2/orders")
         def cancel_all(req: Request) -> Any:
-            book = self.book(req)
+            book = ex.books[req.user]
             out = []
             for order in list(book.orders.values()):
                 if order.status in ("new", "held") and order.parent is None:
@@ -288,21 +270,7 @@ class AlpacaApi:
 
         @r.route("POST", "/lab/faults")
         def faults(req: Request) -> Any:
-            f = ex.faults
-            f.error_rate = float(req.params.get("error_rate", 0))
-            f.status = int(req.params.get("status", 503))
-            f.latency_ms = float(req.params.get("latency_ms", 0))
-            f.hang_s = float(req.params.get("hang_s", 0))
-            f.remaining = int(req.params.get("count", -1))
-            return {
-                "faults": {
-                    "error_rate": f.error_rate,
-                    "status": f.status,
-                    "latency_ms": f.latency_ms,
-                    "hang_s": f.hang_s,
-                    "count": f.remaining,
-                }
-            }
+            return {"faults": ex.faults.configure(req.params)}
 
         @r.route("POST", "/lab/clock")
         def set_clock(req: Request) -> Any:

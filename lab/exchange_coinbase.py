@@ -6,7 +6,6 @@ signature against the public key it issued, the expiry, and that the `uri` claim
 
 from __future__ import annotations
 
-import hmac
 import time
 import uuid
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 
-from lab.exchange_state import Book, Exchange, Order
+from lab.exchange_state import Exchange, Order, require_admin
 from lab.httpd import ApiError, Request, Router
 
 PREFIX = "/api/v3/brokerage"
@@ -43,9 +42,7 @@ class CoinbaseApi:
         }
 
     def authenticate(self, req: Request) -> None:
-        if req.path.startswith("/lab/"):
-            if not hmac.compare_digest(req.headers.get("x-lab-admin", ""), self.admin_token):
-                raise ApiError(401, "lab admin token required")
+        if require_admin(req, self.admin_token):
             return
         if req.path == PREFIX + "/time":
             return
@@ -64,9 +61,6 @@ class CoinbaseApi:
             raise ApiError(401, "JWT does not match this request (sub/uri)")
         req.user = book
         self.ex.faults.apply()
-
-    def book(self, req: Request) -> Book:
-        return self.ex.books[req.user]
 
     def order_json(self, o: Order) -> dict[str, Any]:
         config = (
@@ -122,8 +116,7 @@ class CoinbaseApi:
 
         @r.route("GET", PREFIX + "/accounts")
         def accounts(req: Request) -> Any:
-            book = self.book(req)
-            ex.match(book)
+            book = ex.matched(req.user)
             rows = [("USD", book.cash)] + [(s.split("-")[0], q) for s, (q, _) in sorted(book.positions.items())]
             out = [
                 {
@@ -152,7 +145,7 @@ class CoinbaseApi:
             p = req.params
             cid, product, side = p.get("client_order_id", ""), p.get("product_id", ""), p.get("side", "").lower()
             config = json.loads(p.get("order_configuration") or "{}")
-            book = self.book(req)
+            book = ex.books[req.user]
             existing = book.by_client_id.get(cid)
             if existing is not None:  # Coinbase answers a repeated client_order_id with the order it already has
                 book.received += 1
@@ -204,8 +197,7 @@ class CoinbaseApi:
 
         @r.route("GET", PREFIX + "/orders/historical/batch")
         def list_orders(req: Request) -> Any:
-            book = self.book(req)
-            ex.match(book)
+            book = ex.matched(req.user)
             rows = [o for o in book.orders.values() if o.parent is None]
             wanted = req.params.get("order_status")
             if wanted:
@@ -218,12 +210,7 @@ class CoinbaseApi:
 
         @r.route("GET", PREFIX + "/orders/historical/{order_id}")
         def get_order(req: Request) -> Any:
-            book = self.book(req)
-            ex.match(book)
-            order = book.orders.get(req.vars["order_id"])
-            if order is None:
-                raise ApiError(404, "order not found")
-            return {"order": self.order_json(order)}
+            return {"order": self.order_json(ex.order(ex.matched(req.user), req.vars["order_id"]))}
 
         @r.route("POST", PREFIX + "/orders/batch_cancel")
         def batch_cancel(req: Request) -> Any:
@@ -231,7 +218,7 @@ class CoinbaseApi:
 
             raw = req.params.get("order_ids") or "[]"
             ids = json.loads(raw) if raw.startswith("[") else [raw]
-            book, results = self.book(req), []
+            book, results = ex.books[req.user], []
             for oid in ids:
                 try:
                     ex.cancel(book, oid)
@@ -281,11 +268,5 @@ class CoinbaseApi:
 
         @r.route("POST", "/lab/faults")
         def faults(req: Request) -> Any:
-            f = ex.faults
-            f.error_rate, f.status = float(req.params.get("error_rate", 0)), int(req.params.get("status", 503))
-            f.latency_ms, f.hang_s, f.remaining = (
-                float(req.params.get("latency_ms", 0)),
-                float(req.params.get("hang_s", 0)),
-                int(req.params.get("count", -1)),
-            )
+            ex.faults.configure(req.params)
             return {"ok": True, "at": time.time()}

@@ -7,6 +7,7 @@ limit, stop and bracket legs are matched whenever the account is touched.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import random
 import threading
 import time
@@ -14,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.httpd import ApiError
+from lab.httpd import ApiError, Request
 from lab.market import Clock, Market
 
 
@@ -61,6 +62,21 @@ class Faults:
     remaining: int = -1  # how many requests the faults apply to (-1: until cleared)
     rng: random.Random = field(default_factory=lambda: random.Random(1))
 
+    def configure(self, params: dict[str, str]) -> dict[str, float]:
+        """Set the switches from a `/lab/faults` request; what is not given is switched off."""
+        self.error_rate = float(params.get("error_rate", 0))
+        self.status = int(params.get("status", 503))
+        self.latency_ms = float(params.get("latency_ms", 0))
+        self.hang_s = float(params.get("hang_s", 0))
+        self.remaining = int(params.get("count", -1))
+        return {
+            "error_rate": self.error_rate,
+            "status": self.status,
+            "latency_ms": self.latency_ms,
+            "hang_s": self.hang_s,
+            "count": self.remaining,
+        }
+
     def apply(self) -> None:
         if self.remaining == 0:
             return
@@ -72,6 +88,15 @@ class Faults:
             time.sleep(self.hang_s)
         if self.error_rate and self.rng.random() < self.error_rate:
             raise ApiError(self.status, "injected fault (lab switch)")
+
+
+def require_admin(req: Request, token: str) -> bool:
+    """For `/lab/...` paths: check the lab admin token and say so (True); other paths: False."""
+    if not req.path.startswith("/lab/"):
+        return False
+    if not hmac.compare_digest(req.headers.get("x-lab-admin", ""), token):
+        raise ApiError(401, "lab admin token required")
+    return True
 
 
 class Exchange:
@@ -134,38 +159,24 @@ class Exchange:
                 order_class="bracket" if take_profit or stop_loss else "simple",
             )
             exit_side = "sell" if side == "buy" else "buy"
-            if take_profit is not None:
-                order.legs.append(
-                    Order(
-                        str(uuid.uuid4()),
-                        f"{client_order_id}-tp",
-                        symbol,
-                        exit_side,
-                        qty,
-                        "limit",
-                        time_in_force,
-                        now,
-                        limit_price=take_profit,
-                        status="held",
-                        parent=order.id,
+            for suffix, kind, level in (("tp", "limit", take_profit), ("sl", "stop", stop_loss)):
+                if level is not None:
+                    order.legs.append(
+                        Order(
+                            str(uuid.uuid4()),
+                            f"{client_order_id}-{suffix}",
+                            symbol,
+                            exit_side,
+                            qty,
+                            kind,
+                            time_in_force,
+                            now,
+                            limit_price=level if kind == "limit" else None,
+                            stop_price=level if kind == "stop" else None,
+                            status="held",
+                            parent=order.id,
+                        )
                     )
-                )
-            if stop_loss is not None:
-                order.legs.append(
-                    Order(
-                        str(uuid.uuid4()),
-                        f"{client_order_id}-sl",
-                        symbol,
-                        exit_side,
-                        qty,
-                        "stop",
-                        time_in_force,
-                        now,
-                        stop_price=stop_loss,
-                        status="held",
-                        parent=order.id,
-                    )
-                )
             book.orders[order.id] = order
             book.by_client_id[client_order_id] = order.id
             for leg in order.legs:
@@ -238,11 +249,21 @@ class Exchange:
                         if sibling is not order and sibling.status in ("new", "held"):
                             sibling.status, sibling.canceled_at = "canceled", self.clock.now()
 
+    def matched(self, name: str) -> Book:
+        """An account's book after filling whatever the current price allows: what every read shows."""
+        book = self.books[name]
+        self.match(book)
+        return book
+
+    def order(self, book: Book, order_id: str) -> Order:
+        order = book.orders.get(order_id)
+        if order is None:
+            raise ApiError(404, "order not found")
+        return order
+
     def cancel(self, book: Book, order_id: str) -> Order:
         with self.lock:
-            order = book.orders.get(order_id)
-            if order is None:
-                raise ApiError(404, "order not found")
+            order = self.order(book, order_id)
             if order.status not in ("new", "held"):
                 raise ApiError(422, f"order is not cancelable (status {order.status})")
             order.status, order.canceled_at = "canceled", self.clock.now()

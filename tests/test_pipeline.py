@@ -12,20 +12,14 @@ from typing import Any
 
 import pytest
 
+from tests import labkit
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def lab_env(facts: dict[str, Any], tmp_path: Path) -> dict[str, str]:
     lab = facts["settings"]
-    text = (ROOT / "inventory" / "lab" / "containers.yml").read_text()
-    text = (
-        text.replace("port: 8006", f"port: {facts['port']}")
-        .replace("/var/lib/quantshift-lab", str(lab.state_dir))
-        .replace("bridge: qsbr0", f"bridge: {facts['bridge']}")
-        .replace("10.231.7.", facts["subnet"].rsplit(".", 1)[0] + ".")
-    )
-    spec = tmp_path / "containers.yml"
-    spec.write_text(text)
+    spec = labkit.lab_spec_for(facts, lab, tmp_path / "containers.yml")
     return os.environ | {
         "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
         "QUANTSHIFT_LAB_SPEC": str(spec),

@@ -17,8 +17,6 @@ import yaml
 from proxmox import apply, client, inventory, plan, spec
 from tests import labkit
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def spec_text(facts: dict[str, Any], *, extra: dict[int, dict[str, Any]] | None = None, defaults: dict[str, Any] | None = None) -> str:
     prefix = facts["subnet"].rsplit(".", 1)[0]
@@ -278,16 +276,7 @@ def test_cli_plan_exit_codes_and_destroy_confirmation(prov: dict[str, Any]) -> N
 def test_lab_spec_end_to_end_on_lxc(lxc_lab: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The shipped lab spec, pointed at this test's private lab, ends with SSH into all three containers."""
     facts = lxc_lab
-    lab_settings = facts["settings"]
-    text = (ROOT / "inventory" / "lab" / "containers.yml").read_text()
-    text = (
-        text.replace("port: 8006", f"port: {facts['port']}")
-        .replace("/var/lib/quantshift-lab", str(lab_settings.state_dir))
-        .replace("bridge: qsbr0", f"bridge: {facts['bridge']}")
-        .replace("10.231.7.", facts["subnet"].rsplit(".", 1)[0] + ".")
-    )
-    path = tmp_path / "containers.yml"
-    path.write_text(text)
+    path = labkit.lab_spec_for(facts, facts["settings"], tmp_path / "containers.yml")
     loaded = spec.load(path)
     api = client.connect(loaded.endpoint, client.credentials(loaded.endpoint))  # the token from credentials_file
     node = api.nodes(facts["node"])
