@@ -40,7 +40,7 @@ def main() -> None:
         first, _ = _molecule("converge", env)
         again, out = _molecule("converge", env)
         score = subprocess.run(
-            ["podman", "exec", "quantshift-molecule-bot", "systemd-analyze", "security", "--no-pager", "quantshift-equity.service"],
+            ["podman", "exec", "quantshift-molecule-bot", "systemd-analyze", "security", "--no-pager", "quantshift-equity@a.service"],
             capture_output=True,
             text=True,
             check=False,
@@ -59,7 +59,7 @@ def main() -> None:
                 "unit": "s",
             },
             {
-                "name": "systemd-analyze security exposure of quantshift-equity.service",
+                "name": "systemd-analyze security exposure of quantshift-equity@a.service",
                 "value": float(exposure.group(1)) if exposure else -1.0,
                 "unit": "score (0 best, 10 worst)",
                 "target": "<= 2.0",

@@ -152,9 +152,16 @@ def register(sub: Any) -> None:
 def _lease(args: argparse.Namespace) -> int:
     import redis
 
+    from bot.config import read_env_file
     from bot.lease import yield_key
 
-    client = redis.Redis.from_url(args.redis_url, socket_timeout=5, decode_responses=True)
+    env = read_env_file(args.env_file) if args.env_file else {}
+    redis_url, account = args.redis_url or env.get("QS_REDIS_URL"), args.account or env.get("QS_ACCOUNT_ID")
+    if not redis_url or not account:
+        print("quantshift bot lease: give --redis-url and --account, or --env-file of a bot that has both", file=sys.stderr)
+        return 2
+    args.account = account
+    client = redis.Redis.from_url(redis_url, socket_timeout=5, decode_responses=True)
     key = yield_key(args.account)
     symbols = [s.strip().upper() for s in (args.symbols or "").split(",") if s.strip()]
     if args.lease_action in ("yield", "reclaim") and not symbols:
@@ -180,8 +187,9 @@ def _actions(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "lease_action", choices=("show", "yield", "reclaim"), help="yield: the primary lets go of --symbols; reclaim: takes them back"
     )
-    p.add_argument("--redis-url", required=True, help="the bots' Redis")
-    p.add_argument("--account", required=True, help="account id")
+    p.add_argument("--redis-url", help="the bots' Redis")
+    p.add_argument("--account", help="account id")
+    p.add_argument("--env-file", type=Path, help="take QS_REDIS_URL and QS_ACCOUNT_ID from this bot's .env (on its host)")
     p.add_argument("--symbols", help="comma-separated symbols (yield, reclaim)")
     p.set_defaults(func=_lease)
     p = actions.add_parser("run", help="trade until SIGTERM (settings from QS_* variables; exit 2 on a bad setting)")

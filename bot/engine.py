@@ -35,7 +35,7 @@ RECONCILE_EVERY = 30  # ticks
 
 def event(kind: str, **fields: Any) -> None:
     """One structured log line (JSON): what operators grep and what benches measure."""
-    log.info(json.dumps({"event": kind, "t": round(time.time(), 6), **fields}, default=str))
+    log.info(json.dumps({"event": kind, "t": round(time.time(), 6), "pid": os.getpid(), **fields}, default=str))
 
 
 class Engine:
@@ -51,10 +51,16 @@ class Engine:
         )
         self.counters = metrics.Counters()
         self.stop = threading.Event()
+        # Set by SIGTERM and by the lease heartbeat when it takes a lease: the loop ticks at once, so a
+        # standby that receives the lease decides within milliseconds instead of at its next tick.
+        self.wake = threading.Event()
+        if self.leases is not None:
+            self.leases.on_acquire = self.wake.set
         self.status, self.reason = "starting", ""
         self.started = time.time()
         self.start_equity = 0.0
         self.prices: dict[str, float] = {}
+        self.last_bars: dict[str, tuple[int, float]] = {}  # symbol -> (bar time, close) last seen: /healthz shows it
         self._reconciled: set[str] = set()
         self._first_decision_logged = False
         self.last_decision_at: float | None = None
@@ -73,8 +79,19 @@ class Engine:
                 self.tick()
             except (BrokerError, redis.RedisError, OrderRejected) as err:
                 self._degrade(f"{err.__class__.__name__}: {err}")
-            self.stop.wait(max(0.0, self.cfg.tick_seconds - (time.monotonic() - began)))
+            except Exception as err:
+                # A bug: hand the leases back at once (a release taking over must not wait out the TTL), then crash.
+                event("crashed", release=self.cfg.release, error=f"{err.__class__.__name__}: {err}")
+                self.shutdown()
+                raise
+            self.wake.wait(max(0.0, self.cfg.tick_seconds - (time.monotonic() - began)))
+            self.wake.clear()
         return self.shutdown()
+
+    def request_stop(self) -> None:
+        """From the SIGTERM handler: finish the current tick, then shut down."""
+        self.stop.set()
+        self.wake.set()
 
     def tick(self) -> None:
         bars = self._call(lambda: self.broker.bars(self.cfg.symbols, self.cfg.bars_lookback), "bars")
@@ -83,6 +100,7 @@ class Engine:
         for symbol, series in bars.items():
             if series:
                 self.prices[symbol] = series[-1].c
+                self.last_bars[symbol] = (series[-1].t, series[-1].c)
         held = self._tradeable()
         positions = self.state.positions()
         if self.cfg.mode is not Mode.SHADOW:
@@ -386,6 +404,9 @@ class Engine:
             "lease": {s: s in held for s in self.cfg.lease_symbols} if self.leases else None,
             "uptime_s": round(time.time() - self.started, 1),
             "error_rate": round(self.counters.error_rate, 4),
+            "orders_sent": self.counters.orders_sent,
+            "would_be_orders": self.counters.would_be_orders,
+            "market": {s: {"t": t, "c": c} for s, (t, c) in sorted(self.last_bars.items())},
         }
 
     def metric_samples(self) -> list[tuple[str, str, float, dict[str, str]]]:

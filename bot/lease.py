@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -52,7 +53,7 @@ class LeaseSet:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.redis_ok = True
-        self.on_acquire: list[object] = []
+        self.on_acquire: Callable[[], None] | None = None  # called (heartbeat thread) after taking leases
 
     # --- one round over every symbol --------------------------------------------------------------
     def refresh(self) -> None:
@@ -95,6 +96,8 @@ class LeaseSet:
         for lease in leases:
             lease.token = int(self.client.incr(lease.key + ":fence"))
             lease.held, lease.confirmed_at = True, now
+        if self.on_acquire is not None:
+            self.on_acquire()
 
     def valid(self, symbol: str) -> bool:
         """Held and confirmed by Redis within the TTL (with a margin): only then may an order go out."""

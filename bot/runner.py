@@ -34,7 +34,7 @@ def run(env_file: Path | None = None) -> int:
     engine = Engine(cfg, brokers.make(cfg), client)
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        engine.stop.set()
+        engine.request_stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -81,11 +81,13 @@ def read(path: Path | None = None) -> list[Record]:
 
 
 def render(records: list[Record]) -> str:
-    lines = [f"{'when (UTC)':<20} {'who':<10} {'kind':<9} {'release':<16} {'stage':<10} {'host':<20} {'outcome':<8} reason"]
+    """A table; the release column is as wide as the longest id shown (ids are never cut)."""
+    width = max([len("release"), *(len(r.release) for r in records)])
+    lines = [f"{'when (UTC)':<20} {'who':<10} {'kind':<9} {'release':<{width}} {'stage':<10} {'host':<20} {'outcome':<8} reason"]
     for r in records:
         when = dt.datetime.fromtimestamp(r.when, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         lines.append(
-            f"{when:<20} {r.who[:10]:<10} {r.kind:<9} {r.release[:16]:<16} {r.stage:<10} {r.host[:20]:<20} {r.outcome:<8} {r.reason}"
+            f"{when:<20} {r.who[:10]:<10} {r.kind:<9} {r.release:<{width}} {r.stage:<10} {r.host[:20]:<20} {r.outcome:<8} {r.reason}"
         )
     return "\n".join(lines)
 

@@ -48,7 +48,20 @@ def _window(args: argparse.Namespace) -> int:
 def _soak(args: argparse.Namespace) -> int:
     from quantshift import audit, soak
 
-    verdict = soak.check(audit.read(args.audit_log), args.release, args.risk, args.stage, _now(args.at).timestamp())
+    durations = {}
+    for item in args.duration or []:
+        stage, _, seconds = item.partition("=")
+        try:
+            durations[f"{args.risk}.{stage}"] = float(seconds)
+        except ValueError:
+            stage = ""
+        if stage not in soak.STAGES:
+            raise SystemExit(
+                f"quantshift deploy soak: --duration takes STAGE=SECONDS with a stage of {', '.join(soak.STAGES)}, got {item!r}"
+            )
+    if durations:
+        print(f"soak durations shortened: {', '.join(f'{k} {v:g} s' for k, v in durations.items())}", file=sys.stderr)
+    verdict = soak.check(audit.read(args.audit_log), args.release, args.risk, args.stage, _now(args.at).timestamp(), durations)
     if args.json:
         print(
             json.dumps(
@@ -126,7 +139,7 @@ def _gate(args: argparse.Namespace) -> int:
         max_drawdown=args.max_drawdown,
         min_trades=args.min_trades,
     )
-    result = gate.run(args.url, args.production_url, t, args.restarts)
+    result = gate.run(args.url, args.production_url, t, args.restarts, observe_s=args.observe)
     print(json.dumps(result.as_dict(), indent=2) if args.json else result.table())
     if args.release:
         audit.append(
@@ -142,6 +155,57 @@ def _gate(args: argparse.Namespace) -> int:
             args.audit_log,
         )
     return 0 if result.passed else 1
+
+
+def _shadow_check(args: argparse.Namespace) -> int:
+    from quantshift import audit, shadow
+
+    result = shadow.check(args.shadow_url, args.primary_url, shadow.ShadowExpectations(args.min_would_be, args.timeout))
+    print(json.dumps(result.as_dict(), indent=2) if args.json else result.table())
+    if args.release:
+        audit.append(
+            audit.Record(
+                "gate",
+                args.release,
+                "shadow",
+                "ok" if result.passed else "failed",
+                host=args.host or "",
+                reason="; ".join(f"{c.name} {c.value}" for c in result.checks if not c.ok),
+                extra=result.as_dict(),
+            ),
+            args.audit_log,
+        )
+    return 0 if result.passed else 1
+
+
+def _switchover(args: argparse.Namespace) -> int:
+    import shlex
+
+    from quantshift import switchover
+
+    found = switchover.find(switchover.events(switchover.journal(shlex.split(args.ssh), args.bot, args.since)), args.release, args.since)
+    if found is None:
+        print(f"no switchover to {args.release} found in the {args.bot} bot's journal since {args.since:.0f}", file=sys.stderr)
+        return 1
+    doc = {"bot": args.bot, "from": found.old_release, "to": found.new_release, "gap_s": round(found.gap_s, 3)}
+    print(
+        json.dumps(doc) if args.json else f"{args.bot}: {found.old_release} -> {found.new_release}, trading gap {found.gap_s * 1000:.0f} ms"
+    )
+    return 0
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from quantshift import manifest
+
+    try:
+        found = manifest.load(args.file)
+    except manifest.ManifestError as err:
+        print(f"quantshift deploy manifest: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(asdict(found)))
+    return 0
 
 
 def register(sub: Any) -> None:
@@ -175,6 +239,12 @@ def register(sub: Any) -> None:
     p.add_argument("--stage", choices=("paper", "shadow", "canary", "production"), required=True, help="the stage to promote to")
     p.add_argument("--at", help="the time to judge (ISO 8601 with zone); default now")
     p.add_argument("--override-reason", help="promote anyway; the reason goes to the audit log")
+    p.add_argument(
+        "--duration",
+        action="append",
+        metavar="STAGE=SECONDS",
+        help="minimum soak in STAGE for this risk class (repeatable; default the policy's days)",
+    )
     p.add_argument("--json", action="store_true")
     common(p)
     p.set_defaults(func=_soak)
@@ -183,6 +253,7 @@ def register(sub: Any) -> None:
     p.add_argument("--url", required=True, help="the candidate bot's health base URL (http://HOST:PORT)")
     p.add_argument("--production-url", help="production's bot, for the win-rate comparison")
     p.add_argument("--restarts", type=int, help="systemd NRestarts of the candidate's unit (must be 0)")
+    p.add_argument("--observe", type=float, default=0.0, help="watch for this many seconds; any failing look fails the gate at once")
     p.add_argument("--max-error-rate", type=float, default=0.05, help="default %(default)s")
     p.add_argument("--max-win-rate-drop", type=float, default=0.10, help="below production's win rate, absolute (default %(default)s)")
     p.add_argument("--max-drawdown", type=float, default=0.15, help="default %(default)s")
@@ -193,6 +264,31 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     common(p)
     p.set_defaults(func=_gate)
+
+    p = actions.add_parser(
+        "shadow-check", help="the shadow sees the primary's market data, records would-be trades and sends no order (exit 1 when not)"
+    )
+    common(p)
+    p.add_argument("--shadow-url", required=True, help="the shadow bot's health base URL")
+    p.add_argument("--primary-url", required=True, help="the primary bot's health base URL (same account)")
+    p.add_argument("--min-would-be", type=int, default=1, help="would-be orders the shadow must record (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for all checks to hold (default %(default)s)")
+    p.add_argument("--release", help="record the result in the audit log for this release")
+    p.add_argument("--host", help="host for the audit record")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_shadow_check)
+
+    p = actions.add_parser("switchover", help="the trading gap of a switchover, from the bot's journal (last decision -> first decision)")
+    p.add_argument("--ssh", required=True, help="how to reach the host, e.g. 'ssh -i KEY root@10.231.7.10'")
+    p.add_argument("--bot", required=True, help="bot name (unit quantshift-NAME@*)")
+    p.add_argument("--release", required=True, help="the release switched to")
+    p.add_argument("--since", type=float, required=True, help="unix time before the deploy")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_switchover)
+
+    p = actions.add_parser("manifest", help="check a release manifest (release id, risk class) and print it as JSON (exit 2 when bad)")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=_manifest)
 
     p = actions.add_parser("record", help="append one record to the audit log")
     p.add_argument("--kind", choices=("deploy", "promotion", "gate", "override", "rollback", "lock"), required=True)

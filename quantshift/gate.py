@@ -7,6 +7,8 @@ the automatic rollback triggers. A failed gate prints a table of each check and 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +78,23 @@ def evaluate(candidate: dict[str, Any], production: dict[str, Any] | None, t: Th
     return GateResult(all(c.ok for c in checks), tuple(checks))
 
 
-def run(url: str, production_url: str | None, t: Thresholds, restarts: int | None = None) -> GateResult:
-    candidate = monitor.check(url, monitor.Thresholds())
-    production = monitor.check(production_url, monitor.Thresholds()) if production_url else None
-    return evaluate(candidate, production, t, restarts)
+def run(
+    url: str,
+    production_url: str | None,
+    t: Thresholds,
+    restarts: int | None = None,
+    observe_s: float = 0.0,
+    poll_s: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> GateResult:
+    """Judge once, or watch for `observe_s` seconds: the first failing look fails the gate at once
+    (the rollback starts without waiting out the window); passing needs every look to pass."""
+    deadline = clock() + observe_s
+    while True:
+        candidate = monitor.check(url, monitor.Thresholds())
+        production = monitor.check(production_url, monitor.Thresholds()) if production_url else None
+        result = evaluate(candidate, production, t, restarts)
+        if not result.passed or clock() >= deadline:
+            return result
+        sleep(min(poll_s, max(0.0, deadline - clock())))

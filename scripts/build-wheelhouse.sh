@@ -10,6 +10,9 @@ version=$("$py" -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb
 # Content hash of everything that goes into the wheels: the archive is rebuilt exactly when one changes.
 stamp=$(cat pyproject.toml "$0" $(find bot proxmox lab quantshift -name '*.py' | sort) | sha256sum | cut -c1-12)
 dir="$out/wheelhouse"
+mkdir -p "$out"
+exec 9>"$out/.wheelhouse.lock"  # one build at a time per output directory (parallel deploys, tests)
+flock 9
 archive="$out/wheelhouse-$version-$stamp.tar"
 latest="$out/wheelhouse.tar"  # a stable name for playbooks; points at the newest build
 if [[ -f $archive ]]; then

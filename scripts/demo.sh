@@ -1,26 +1,92 @@
 #!/usr/bin/env bash
 # The main job: the whole pipeline on the lab, on real LXC containers, from a fresh machine.
-# Idempotent: run it again and it converges without changing anything. `quantshift lab down` removes it all.
+#   lab up -> provision 100-102 -> release A bootstraps production -> release B goes
+#   paper -> shadow -> canary -> production (warm handover) -> a deliberately bad release C is
+#   forced to production, the handover's crash check / the gate catch it and roll back to B.
+# Demo shortcuts, said out loud: "now" for the window check is the next weekday evening inside the
+# window; soak minimums are seconds instead of days; C skips the soak by an audited override.
+# `quantshift lab down` removes it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
+export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
 started=$(date +%s)
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> [%3ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
+out=build/demo && mkdir -p "$out"
 
-step "Lab: Proxmox-compatible API on https://127.0.0.1:8006, real LXC backend"
+step "Lab: Proxmox-compatible API on https://127.0.0.1:8006, exchanges, Redis, real LXC backend"
 quantshift lab up --backend lxc
 
 step "Provision containers 100 (primary), 101 (standby), 102 (paper) from inventory/lab/containers.yml"
 ansible-playbook playbooks/provision.yml
-
-step "Inventory read back from the lab's API"
 ansible-inventory --graph
 
-release=${QUANTSHIFT_RELEASE:-lab-$(date -u +%Y%m%d)}
-step "Deploy release $release to paper (102): wheelhouse venv, hardened units, health wait, gate, audit"
-ansible-playbook playbooks/deploy-paper.yml -e "quantshift_release=$release"
+stamp=$(date -u +%Y%m%d-%H%M%S)
+a=${QUANTSHIFT_RELEASE:-lab-$stamp}-a b=${QUANTSHIFT_RELEASE:-lab-$stamp}-b c=${QUANTSHIFT_RELEASE:-lab-$stamp}-c-bad
+# A weekday evening inside the production window (the lab's "now" for the window check).
+at=$(python -c '
+import datetime as dt
+from quantshift import window
+t = dt.datetime.now(dt.UTC).replace(hour=22, minute=0, second=0, microsecond=0)
+while not window.check(t, "equity").allowed:
+    t += dt.timedelta(days=1)
+print(t.isoformat())')
+soak='{"quantshift_soak_durations": {"paper": 5, "shadow": 5, "canary": 5}}'
+echo "window time used for production deploys: $at; soak minimums shortened to 5 s per stage (policy: days)"
 
-step "Audit log"
-quantshift deploy history --limit 10
+step "Release $a bootstraps production (empty lab: soak override, audited)"
+ansible-playbook playbooks/deploy-production.yml -e "quantshift_release=$a" -e "quantshift_deploy_at=$at" \
+  -e "quantshift_soak_override_reason='bootstrap: the lab starts with nothing in production'" -e quantshift_end_canary=false
 
+step "Release $b (risk high) to paper (102)"
+ansible-playbook playbooks/deploy-paper.yml -e "quantshift_release=$b" -e quantshift_risk_class=high
+sleep 5
+
+step "Release $b to shadow on the standby (101): same data as production, would-be orders, no orders"
+ansible-playbook playbooks/deploy-shadow.yml -e "quantshift_release=$b" -e quantshift_risk_class=high -e "$soak"
+sleep 5
+
+step "Release $b to canary on the standby: production yields NVDA, the canary trades it at canary size"
+ansible-playbook playbooks/deploy-canary.yml -e "quantshift_release=$b" -e quantshift_risk_class=high -e "$soak"
+sleep 5
+
+ssh_primary="ssh -i ${QUANTSHIFT_LAB_DIR:-/var/lib/quantshift-lab}/ssh/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@10.231.7.10"
+before_b=$(date +%s)
+step "Release $b to production (100): warm handover inside the window, gate, canary ends"
+ansible-playbook playbooks/deploy-production.yml -e "quantshift_release=$b" -e quantshift_risk_class=high -e "$soak" -e "quantshift_deploy_at=$at"
+quantshift deploy switchover --ssh "$ssh_primary" --bot equity --release "$b" --since "$before_b" | tee "$out/switchover.txt"
+
+step "Deliberately bad release $c forced to production: the checks must catch it and roll back to $b"
+bad_wheelhouse=$(scripts/build-bad-release.sh)
+if ansible-playbook playbooks/deploy-production.yml -e "quantshift_release=$c" -e "quantshift_deploy_at=$at" -e "quantshift_wheelhouse=$bad_wheelhouse" \
+    -e "quantshift_soak_override_reason='demo: a bad release forced through to show the automatic rollback'" -e quantshift_end_canary=false \
+    > "$out/bad-release.log" 2>&1; then
+  echo "the bad release was NOT caught: see $out/bad-release.log" >&2
+  exit 1
+fi
+grep -E "^fatal|FAILED|msg" "$out/bad-release.log" | tail -3 || true
+
+step "Summary"
+quantshift deploy history --limit 40
+env_json=$(quantshift lab env --json)
+QS_ENV="$env_json" python - "$out" <<'PY'
+import json, os, subprocess, sys, urllib.request
+out = sys.argv[1]
+env = json.loads(os.environ["QS_ENV"])
+print("\nwhat runs where:")
+for name, ip in (("primary 100", "10.231.7.10"), ("standby 101", "10.231.7.11"), ("paper 102", "10.231.7.12")):
+    for port in (9108, 9208):
+        try:
+            with urllib.request.urlopen(f"http://{ip}:{port}/healthz", timeout=2) as r:
+                h = json.load(r)
+            print(f"  {name:<12} equity  release {h['release']:<28} mode {h['mode']:<7} status {h['status']}")
+        except OSError:
+            pass
+report = f"{out}/shadow-vs-production.html"
+subprocess.run(["quantshift", "compare", "--redis-url", env["redis_url"], "--account", "lab-live-equity", "--html", report],
+               capture_output=True, check=False)
+print(f"\naudit log: {os.environ.get('QUANTSHIFT_AUDIT_LOG', '~/.local/state/quantshift/audit.jsonl')}")
+print(f"shadow vs production report: {report}")
+print(f"bad release log: {out}/bad-release.log; switchover: {open(out + '/switchover.txt').read().strip()}")
+PY
 printf '\nDone in %ss. The lab stays up: `quantshift lab status`; remove everything with `quantshift lab down`.\n' "$(( $(date +%s) - started ))"

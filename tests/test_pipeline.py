@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,126 @@ def test_provision_then_deploy_paper_and_gate(lxc_lab: dict[str, Any], tmp_path:
         again = playbook(env, "deploy-paper.yml", "-e", "quantshift_release=t1")
         assert again.returncode == 0 and "changed=1 " in again.stdout  # only the audit record: nothing changed on the host
     finally:  # the lab is shared by the session's lxc tests: leave it empty
+        subprocess.run(
+            [sys.executable, "-m", "quantshift", "provision", "destroy", "--spec", env["QUANTSHIFT_LAB_SPEC"], "--yes"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+
+def healthz(ip: str, port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://{ip}:{port}/healthz", timeout=5) as resp:
+        doc: dict[str, Any] = json.load(resp)
+        return doc
+
+
+def active_health(ip: str) -> dict[str, Any]:
+    """/healthz of whichever slot answers (a on 9108, b on 9208)."""
+    for port in (9108, 9208):
+        try:
+            return healthz(ip, port)
+        except OSError:
+            continue
+    raise AssertionError(f"no bot answers on {ip}")
+
+
+@pytest.mark.lxc
+def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any], tmp_path: Path) -> None:
+    """paper -> shadow -> canary -> production with a warm handover; then a bad release forced to
+    production is caught and the previous release trades again. Nothing secret in any output."""
+    env = lab_env(lxc_lab, tmp_path)
+    net = lxc_lab["subnet"].rsplit(".", 1)[0]
+    primary, standby = f"{net}.10", f"{net}.11"
+    at = "quantshift_deploy_at=2026-11-24T22:00:00+00:00"  # a Tuesday evening inside the window
+    soak = '{"quantshift_soak_durations": {"paper": 0, "shadow": 0, "canary": 0}}'
+    outputs: list[str] = []
+
+    def run(name: str, *extra: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = playbook(env, name, *extra)
+        outputs.append(done.stdout + done.stderr)
+        assert (done.returncode == 0) == ok, f"{name}: rc {done.returncode}\n{done.stdout[-6000:]}"
+        return done
+
+    run("provision.yml")
+    try:
+        run(
+            "deploy-production.yml",
+            "-e",
+            "quantshift_release=p1",
+            "-e",
+            at,
+            "-e",
+            "quantshift_soak_override_reason=bootstrap",
+            "-e",
+            "quantshift_end_canary=false",
+        )
+        assert (active_health(primary)["release"], active_health(primary)["mode"]) == ("p1", "live")
+        # Production refuses a release that has not soaked, before anything changes.
+        refused = run("deploy-production.yml", "-e", "quantshift_release=p2", "-e", at, ok=False)
+        assert "may not go to production yet" in refused.stdout and active_health(primary)["release"] == "p1"
+
+        run("deploy-paper.yml", "-e", "quantshift_release=p2", "-e", "quantshift_risk_class=high")
+        run("deploy-shadow.yml", "-e", "quantshift_release=p2", "-e", "quantshift_risk_class=high", "-e", soak)
+        shadow = active_health(standby)
+        assert (shadow["mode"], shadow["orders_sent"], shadow["account"]) == ("shadow", 0, "lab-live-equity")
+        assert shadow["would_be_orders"] >= 1
+
+        run("deploy-canary.yml", "-e", "quantshift_release=p2", "-e", "quantshift_risk_class=high", "-e", soak)
+        canary = active_health(standby)
+        assert canary["mode"] == "canary" and canary["lease"] == {"NVDA": True}
+        assert active_health(primary)["lease"] == {"AAPL": True, "MSFT": True, "NVDA": False}  # yielded to the canary
+
+        before = float(labkit.ssh(lxc_lab, primary, "date +%s").stdout.strip() or 0)
+        run("deploy-production.yml", "-e", "quantshift_release=p2", "-e", "quantshift_risk_class=high", "-e", soak, "-e", at)
+        live = active_health(primary)
+        assert (live["release"], live["mode"], live["status"]) == ("p2", "live", "ready")
+        for _ in range(50):  # the canary ended: its slice comes back to production within a heartbeat
+            if active_health(primary)["lease"] == {"AAPL": True, "MSFT": True, "NVDA": True}:
+                break
+            time.sleep(0.1)
+        assert active_health(primary)["lease"] == {"AAPL": True, "MSFT": True, "NVDA": True}
+        journal = labkit.ssh(lxc_lab, primary, f"journalctl --no-pager -o cat -u 'quantshift-equity@*' --since @{int(before)}").stdout
+        from quantshift import switchover
+
+        handover = switchover.find(switchover.events(journal.splitlines()), "p2", before)
+        assert handover is not None and handover.old_release == "p1" and handover.gap_s > 0
+
+        bad = subprocess.run(
+            [str(ROOT / "scripts/build-bad-release.sh"), str(tmp_path / "bad")], capture_output=True, text=True, timeout=600, check=True
+        ).stdout.strip()
+        failed = run(
+            "deploy-production.yml",
+            "-e", "quantshift_release=p3-bad", "-e", at, "-e", f"quantshift_wheelhouse={bad}",
+            "-e", "quantshift_soak_override_reason=test: a bad release", "-e", "quantshift_end_canary=false",
+            ok=False,
+        )  # fmt: skip
+        assert "crashed" in failed.stdout and "it runs p2 again" in failed.stdout
+        back = active_health(primary)
+        assert (back["release"], back["status"]) == ("p2", "ready")
+        records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+        last = [
+            (r["kind"], r["release"], r["outcome"]) for r in records if r["stage"] == "production" and r["kind"] in ("deploy", "rollback")
+        ][-2:]
+        assert last == [("deploy", "p3-bad", "failed"), ("rollback", "p3-bad", "ok")]
+
+        secrets = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "quantshift", "lab", "env", "--json"], env=env, capture_output=True, text=True, check=True
+            ).stdout
+        )
+        redis_password = secrets["redis_url"].split("@")[0].rsplit(":", 1)[1]
+        named = {
+            "alpaca live secret": secrets["alpaca"]["live"]["secret_key"],
+            "alpaca paper secret": secrets["alpaca"]["paper"]["secret_key"],
+        }
+        for what, secret in (named | {"redis password": redis_password}).items():
+            leaks = [n for n, out in enumerate(outputs) if secret in out]  # the secret itself is never printed
+            assert not leaks, f"{what} appears in the output of playbook run(s) {leaks}"
+            assert secret not in (tmp_path / "audit.jsonl").read_text(), f"{what} appears in the audit log"
+    finally:
         subprocess.run(
             [sys.executable, "-m", "quantshift", "provision", "destroy", "--spec", env["QUANTSHIFT_LAB_SPEC"], "--yes"],
             env=env,

@@ -1,0 +1,57 @@
+"""A release manifest: what a release is and how risky, declared next to the code it ships.
+
+release: 2026.11.24-1        # the id (directory under releases/ on the hosts)
+risk_class: medium           # low | medium | high: decides the stages and soak it must pass
+description: wider stops on NVDA   # optional
+revision: 3f2c1a9            # optional, the source revision
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+RISK_CLASSES = ("low", "medium", "high")
+KEYS = {"release", "risk_class", "description", "revision"}
+
+
+class ManifestError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Manifest:
+    release: str
+    risk_class: str
+    description: str = ""
+    revision: str = "unknown"
+
+
+def load(path: Path) -> Manifest:
+    """Read and check a manifest; every problem is named in one error."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ManifestError(f"{path}: {err}") from err
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{path}: a release manifest is a mapping with release and risk_class")
+    problems = []
+    unknown = sorted(set(map(str, doc)) - KEYS)
+    if unknown:
+        problems.append(f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(KEYS))})")
+    release = doc.get("release")
+    if not isinstance(release, str) or not RELEASE_ID.match(release):
+        problems.append(f"release must be an id like 2026.11.24-1 (letters, digits, . _ -; at most 64), got {release!r}")
+    risk = doc.get("risk_class")
+    if risk not in RISK_CLASSES:
+        problems.append(f"risk_class must be one of {', '.join(RISK_CLASSES)}, got {risk!r}")
+    for key in ("description", "revision"):
+        if key in doc and not isinstance(doc[key], str | int | float):
+            problems.append(f"{key} must be text")
+    if problems:
+        raise ManifestError(f"{path}: " + "; ".join(problems))
+    return Manifest(str(release), str(risk), str(doc.get("description", "")), str(doc.get("revision", "unknown")))

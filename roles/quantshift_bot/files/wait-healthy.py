@@ -1,0 +1,73 @@
+#!/usr/bin/python3
+"""Wait until a bot's /healthz reports an expected status on an expected release; fail fast on a crash.
+
+Runs on the bot host with the system Python (stdlib only), never with the release under test.
+Exit 0 with the last /healthz document on stdout; exit 1 with the reason on stderr when the unit
+crashed or restarted, stayed degraded past the grace period, or the time ran out.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+
+def unit_state(unit):
+    out = subprocess.run(
+        ["systemctl", "show", "-p", "ActiveState", "-p", "NRestarts", unit], capture_output=True, text=True, check=False
+    ).stdout
+    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return props.get("ActiveState", "unknown"), int(props.get("NRestarts") or 0)
+
+
+def healthz(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+            return json.load(resp)
+    except urllib.error.HTTPError as err:  # 503 carries the document too
+        try:
+            return json.loads(err.read() or b"{}")
+        except ValueError:
+            return {}
+    except (OSError, ValueError):
+        return {}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--unit", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--release", required=True)
+    p.add_argument("--statuses", required=True, help="comma-separated")
+    p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--interval", type=float, default=0.05)
+    p.add_argument("--degraded-grace", type=float, default=5, help="seconds degraded before it counts as failed")
+    a = p.parse_args()
+    statuses = set(a.statuses.split(","))
+    began = time.monotonic()
+    _, restarts0 = unit_state(a.unit)
+    degraded_since = None
+    doc = {}
+    while time.monotonic() - began < a.timeout:
+        state, restarts = unit_state(a.unit)
+        if state == "failed" or restarts > restarts0:
+            sys.exit(f"{a.unit} crashed ({state}, {restarts - restarts0} restart(s)); last /healthz: {json.dumps(doc)}")
+        doc = healthz(a.port)
+        if doc.get("status") in statuses and doc.get("release") == a.release:
+            print(json.dumps({"unit": a.unit, "waited_s": round(time.monotonic() - began, 3), **doc}))
+            return
+        if doc.get("status") == "degraded" and doc.get("release") == a.release:
+            degraded_since = degraded_since or time.monotonic()
+            if time.monotonic() - degraded_since > a.degraded_grace:
+                sys.exit(f"{a.unit} degraded for {a.degraded_grace:g} s: {doc.get('reason')}")
+        else:
+            degraded_since = None
+        time.sleep(a.interval)
+    sys.exit(f"{a.unit}: no {'/'.join(sorted(statuses))} on release {a.release} within {a.timeout:g} s; last /healthz: {json.dumps(doc)}")
+
+
+if __name__ == "__main__":
+    main()
