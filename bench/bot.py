@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from bench.common import record
+from bench.common import below, record
 from bot import config
 from bot.brokers.sim import SimBroker
 from bot.engine import Engine
@@ -177,7 +177,7 @@ def main() -> None:
                 figures += sigterm_with_positions(facts, server.url, tmp)
         finally:
             server.stop()
-    print(record("bot", figures))
+    print(record("bot", [below(f) for f in figures], backend="local processes, real Redis"))
     print(json.dumps(figures, indent=1))
 
 

@@ -23,11 +23,21 @@ def machine() -> dict[str, Any]:
     }
 
 
-def record(name: str, figures: list[dict[str, Any]]) -> Path:
+def below(figure: dict[str, Any]) -> dict[str, Any]:
+    """For a figure whose target reads "< LIMIT": say by how much a miss missed (value - LIMIT, in its unit)."""
+    target = str(figure.get("target", ""))
+    if target.startswith("< ") and figure.get("met") is False:
+        limit = float(target[2:].split()[0])
+        figure["miss"] = f"+{figure['value'] - limit:.3g} {figure['unit']} over"
+    return figure
+
+
+def record(name: str, figures: list[dict[str, Any]], backend: str | None = None) -> Path:
     """Write one bench's figures (each with name, value, unit, and target/baseline where known)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    doc = {"bench": name, "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(), "figures": figures}
+    desc = machine() | ({"backend": backend} if backend else {})
+    doc = {"bench": name, "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": desc, "figures": figures}
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
 
@@ -42,7 +52,7 @@ def write_markdown() -> Path:
     for path in sorted(RESULTS.glob("*.json")):
         doc = json.loads(path.read_text())
         m = doc["machine"]
-        desc = f"{m['cores']} cores, {m['memory_gib']} GiB"
+        desc = f"{m['cores']} cores, {m['memory_gib']} GiB" + (f", {m['backend']}" if m.get("backend") else "")
         for f in doc["figures"]:
             target = f.get("target", "")
             met = "" if "met" not in f else ("yes" if f["met"] else f"no ({f.get('miss', '')})")

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import record
+from bench.common import below, record
 from proxmox import apply, client, spec
 from tests import labkit
 
@@ -99,7 +99,7 @@ def main() -> None:
     figures = memory_many()
     if os.geteuid() == 0:
         figures += lxc_lab_spec()
-    print(record("provision", figures))
+    print(record("provision", [below(f) for f in figures], backend="memory and lxc"))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import record
+from bench.common import below, record
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +68,7 @@ def main() -> None:
         ]
     finally:
         _molecule("destroy", env)
-    print(record("roles", figures))
+    print(record("roles", [below(f) for f in figures], backend="podman (Molecule)"))
 
 
 if __name__ == "__main__":

@@ -167,17 +167,18 @@ def _lease(args: argparse.Namespace) -> int:
     if args.lease_action in ("yield", "reclaim") and not symbols:
         print("quantshift bot lease: --symbols is required", file=sys.stderr)
         return 2
+    changed = 0
     if args.lease_action == "yield":
-        client.sadd(key, *symbols)
+        changed = int(client.sadd(key, *symbols))
     elif args.lease_action == "reclaim":
-        client.srem(key, *symbols)
+        changed = int(client.srem(key, *symbols))
     yielded = sorted(client.smembers(key))
     holders = {}
     for raw in client.scan_iter(match=f"qs:lease:{args.account}:*", count=500):
         name = str(raw)
         if name.count(":") == 3 and not name.endswith((":yielded", ":fence")):
             holders[name.rsplit(":", 1)[1]] = str(client.get(name) or "")
-    print(json.dumps({"account": args.account, "yielded": yielded, "holders": dict(sorted(holders.items()))}, indent=2))
+    print(json.dumps({"account": args.account, "changed": changed > 0, "yielded": yielded, "holders": dict(sorted(holders.items()))}, indent=2))
     return 0
 
 

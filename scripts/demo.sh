@@ -32,28 +32,30 @@ while not window.check(t, "equity").allowed:
     t += dt.timedelta(days=1)
 print(t.isoformat())')
 soak='{"quantshift_soak_durations": {"paper": 5, "shadow": 5, "canary": 5}}'
+manifest=$out/release-b.yml  # release B declares itself: id and risk class
+printf 'release: %s\nrisk_class: high\ndescription: demo release B\nrevision: %s\n' "$b" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" > "$manifest"
 echo "window time used for production deploys: $at; soak minimums shortened to 5 s per stage (policy: days)"
 
 step "Release $a bootstraps production (empty lab: soak override, audited)"
 ansible-playbook playbooks/deploy-production.yml -e "quantshift_release=$a" -e "quantshift_deploy_at=$at" \
   -e "quantshift_soak_override_reason='bootstrap: the lab starts with nothing in production'" -e quantshift_end_canary=false
 
-step "Release $b (risk high) to paper (102)"
-ansible-playbook playbooks/deploy-paper.yml -e "quantshift_release=$b" -e quantshift_risk_class=high
+step "Release $b (manifest $manifest: risk high) to paper (102)"
+ansible-playbook playbooks/deploy-paper.yml -e "quantshift_manifest=$manifest"
 sleep 5
 
 step "Release $b to shadow on the standby (101): same data as production, would-be orders, no orders"
-ansible-playbook playbooks/deploy-shadow.yml -e "quantshift_release=$b" -e quantshift_risk_class=high -e "$soak"
+ansible-playbook playbooks/deploy-shadow.yml -e "quantshift_manifest=$manifest" -e "$soak"
 sleep 5
 
 step "Release $b to canary on the standby: production yields NVDA, the canary trades it at canary size"
-ansible-playbook playbooks/deploy-canary.yml -e "quantshift_release=$b" -e quantshift_risk_class=high -e "$soak"
+ansible-playbook playbooks/deploy-canary.yml -e "quantshift_manifest=$manifest" -e "$soak"
 sleep 5
 
 ssh_primary="ssh -i ${QUANTSHIFT_LAB_DIR:-/var/lib/quantshift-lab}/ssh/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@10.231.7.10"
 before_b=$(date +%s)
 step "Release $b to production (100): warm handover inside the window, gate, canary ends"
-ansible-playbook playbooks/deploy-production.yml -e "quantshift_release=$b" -e quantshift_risk_class=high -e "$soak" -e "quantshift_deploy_at=$at"
+ansible-playbook playbooks/deploy-production.yml -e "quantshift_manifest=$manifest" -e "$soak" -e "quantshift_deploy_at=$at"
 quantshift deploy switchover --ssh "$ssh_primary" --bot equity --release "$b" --since "$before_b" | tee "$out/switchover.txt"
 
 step "Deliberately bad release $c forced to production: the checks must catch it and roll back to $b"
@@ -75,13 +77,17 @@ out = sys.argv[1]
 env = json.loads(os.environ["QS_ENV"])
 print("\nwhat runs where:")
 for name, ip in (("primary 100", "10.231.7.10"), ("standby 101", "10.231.7.11"), ("paper 102", "10.231.7.12")):
+    answered = False
     for port in (9108, 9208):
         try:
             with urllib.request.urlopen(f"http://{ip}:{port}/healthz", timeout=2) as r:
                 h = json.load(r)
             print(f"  {name:<12} equity  release {h['release']:<28} mode {h['mode']:<7} status {h['status']}")
+            answered = True
         except OSError:
             pass
+    if not answered:
+        print(f"  {name:<12} idle (the canary ended when its release reached production)")
 report = f"{out}/shadow-vs-production.html"
 subprocess.run(["quantshift", "compare", "--redis-url", env["redis_url"], "--account", "lab-live-equity", "--html", report],
                capture_output=True, check=False)

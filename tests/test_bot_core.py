@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -261,3 +262,42 @@ def test_two_bots_starting_together_never_split_the_account(redis_url: str) -> N
         for t in threads:
             t.join()
         assert sorted([a.held(), b.held()]) == [[], ["AAA", "BBB", "CCC"]], attempt
+
+
+class _Exploding(MovingAverageCross):
+    def decide(self, symbol: str, bars: Any, position: Position | None) -> Any:
+        raise RuntimeError("a bug in the strategy")
+
+
+def test_a_bug_crashes_the_bot_but_hands_its_leases_back_at_once(redis_url: str) -> None:
+    broker = SimBroker(("AAA", "BBB"))
+    c = cfg(redis_url, QS_TICK_SECONDS="0.05", QS_LEASE_TTL_MS="60000")
+    engine = Engine(c, broker, redis.Redis.from_url(redis_url), strategy=_Exploding.from_params(c.strategy_params))
+    with pytest.raises(RuntimeError, match="a bug in the strategy"):
+        engine.run()
+    client = redis.Redis.from_url(redis_url)
+    # Released, not left to expire after the 60 s TTL: a release taking over gets them at once.
+    assert client.get("qs:lease:acct:AAA") is None and client.get("qs:lease:acct:BBB") is None
+
+
+def test_taking_a_lease_wakes_the_trading_loop(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    holder = LeaseSet(client, "acct", ("AAA", "BBB"), "old", 60000)
+    holder.refresh()
+    broker = SimBroker(("AAA", "BBB"))
+    engine = _engine(redis_url, broker, QS_TICK_SECONDS="30")  # a long tick: only the wake makes it decide soon
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        assert engine.last_decision_at is None  # in standby: the old holder trades
+        released = time.time()
+        holder.release_all()
+        began = time.monotonic()
+        while engine.last_decision_at is None and time.monotonic() - began < 5:
+            time.sleep(0.005)
+        assert engine.last_decision_at is not None and engine.last_decision_at - released < 1.0
+    finally:
+        engine.request_stop()
+        thread.join(timeout=5)
+    assert not thread.is_alive()
