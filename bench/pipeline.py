@@ -102,9 +102,12 @@ def main() -> None:
             if target == "p2":  # leave p2 running for the bad release to replace
                 _timed(env, "rollback.yml", "-e", "quantshift_bot_rollback_to=p2")
 
-            bad = subprocess.run(
-                [str(ROOT / "scripts/build-bad-release.sh"), str(tmp / "bad")], capture_output=True, text=True, timeout=600, check=True
-            ).stdout.strip()
+            built = subprocess.run(
+                [str(ROOT / "scripts/build-bad-release.sh"), str(tmp / "bad")], capture_output=True, text=True, timeout=600
+            )
+            if built.returncode != 0:
+                raise RuntimeError(f"build-bad-release.sh failed: {built.stderr[-2000:]}")
+            bad = built.stdout.strip()
             since = time.time()
             bad_wall, _ = _timed(
                 env, "deploy-production.yml", "-e", "quantshift_release=p3-bad", "-e", f"quantshift_wheelhouse={bad}", *bootstrap, ok=False

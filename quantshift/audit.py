@@ -112,7 +112,7 @@ class DeployLock:
                 since = dt.datetime.fromtimestamp(float(held.get("since", 0)), dt.UTC).strftime("%H:%M:%S UTC") if held else "?"
                 raise AuditError(
                     f"another deployment to {self.environment} is running ({held.get('owner', '?') if held else '?'} since {since}): "
-                    f"wait for it, or remove {self.path} if it is gone"
+                    f"wait for it; if its run died, `quantshift deploy lock release --environment {self.environment} --force` (audited)"
                 ) from None
             with os.fdopen(fd, "w") as fh:
                 json.dump({"owner": owner, "since": time.time(), "pid": os.getpid()}, fh)

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 EXIT_USAGE = 2
@@ -50,6 +51,17 @@ def _lab_status(args: argparse.Namespace) -> int:
         for key, value in st.items():
             print(f"{key:<{width}}  {value}")
     return 0 if st["up"] else 3
+
+
+def _lab_scan(args: argparse.Namespace) -> int:
+    from lab import secretscan, services
+
+    secrets = secretscan.secrets_of(services.env(_lab_settings()))
+    count, size, found = secretscan.scan(args.paths, secrets)
+    for path, name in found:
+        print(f"LEAK: {name} in {path}")
+    print(f"secret scan: {len(secrets)} secrets, {count} files, {size / 1e6:.1f} MB: {len(found)} finding(s)")
+    return 1 if found else 0
 
 
 def _lab_env(args: argparse.Namespace) -> int:
@@ -117,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = lab_sub.add_parser("env", help="print the connection facts a client needs (URL, token, CA, node, template)")
     p.add_argument("--json", action="store_true", help="machine-readable output, including the token secret")
     p.set_defaults(func=_lab_env)
+
+    p = lab_sub.add_parser(
+        "scan-secrets", help="scan files and directories for any of the lab's secrets (exit 1 naming file and secret, never the value)"
+    )
+    p.add_argument("paths", nargs="+", type=Path)
+    p.set_defaults(func=_lab_scan)
 
     for register in _extra_commands():
         register(sub)

@@ -9,7 +9,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(realpath -m "${1:-$root/build/bad}")
 src=$(mktemp -d)
 trap 'rm -rf "$src"' EXIT
-tar -C "$root" -cf - pyproject.toml README.md scripts bot proxmox lab quantshift 2>/dev/null | tar -C "$src" -xf -
+for part in pyproject.toml README.md scripts bot proxmox lab quantshift; do cp -a "$root/$part" "$src/"; done
+find "$src" -name __pycache__ -prune -exec rm -rf {} +
 python3 - "$src/bot/strategy.py" <<'PY'
 import sys
 path = sys.argv[1]

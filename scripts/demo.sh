@@ -13,6 +13,8 @@ export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
 started=$(date +%s)
 step() { printf '\n==> [%3ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
 out=build/demo && mkdir -p "$out"
+exec > >(tee "$out/demo.log") 2>&1  # the whole run, for the secret scan at the end
+audit_log=${QUANTSHIFT_AUDIT_LOG:-$HOME/.local/state/quantshift/audit.jsonl}
 
 step "Lab: Proxmox-compatible API on https://127.0.0.1:8006, exchanges, Redis, real LXC backend"
 quantshift lab up --backend lxc
@@ -52,7 +54,8 @@ step "Release $b to canary on the standby: production yields NVDA, the canary tr
 ansible-playbook playbooks/deploy-canary.yml -e "quantshift_manifest=$manifest" -e "$soak"
 sleep 5
 
-ssh_primary="ssh -i ${QUANTSHIFT_LAB_DIR:-/var/lib/quantshift-lab}/ssh/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@10.231.7.10"
+ssh_to() { echo "ssh -i ${QUANTSHIFT_LAB_DIR:-/var/lib/quantshift-lab}/ssh/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@$1"; }
+ssh_primary=$(ssh_to 10.231.7.10)
 before_b=$(date +%s)
 step "Release $b to production (100): warm handover inside the window, gate, canary ends"
 ansible-playbook playbooks/deploy-production.yml -e "quantshift_manifest=$manifest" -e "$soak" -e "quantshift_deploy_at=$at"
@@ -71,7 +74,7 @@ grep -E "^fatal|FAILED|msg" "$out/bad-release.log" | tail -3 || true
 step "Summary"
 quantshift deploy history --limit 40
 env_json=$(quantshift lab env --json)
-QS_ENV="$env_json" python - "$out" <<'PY'
+AUDIT_LOG=$audit_log QS_ENV="$env_json" python - "$out" <<'PY'
 import json, os, subprocess, sys, urllib.request
 out = sys.argv[1]
 env = json.loads(os.environ["QS_ENV"])
@@ -91,8 +94,12 @@ for name, ip in (("primary 100", "10.231.7.10"), ("standby 101", "10.231.7.11"),
 report = f"{out}/shadow-vs-production.html"
 subprocess.run(["quantshift", "compare", "--redis-url", env["redis_url"], "--account", "lab-live-equity", "--html", report],
                capture_output=True, check=False)
-print(f"\naudit log: {os.environ.get('QUANTSHIFT_AUDIT_LOG', '~/.local/state/quantshift/audit.jsonl')}")
+print(f"\naudit log: {os.environ['AUDIT_LOG']} (quantshift deploy history)")
 print(f"shadow vs production report: {report}")
 print(f"bad release log: {out}/bad-release.log; switchover: {open(out + '/switchover.txt').read().strip()}")
 PY
+step "Secret scan: this run's output, the playbook logs, the audit log and every container's journal"
+for ip in 10.231.7.10 10.231.7.11 10.231.7.12; do $(ssh_to $ip) journalctl --no-pager -o cat > "$out/journal-$ip.log"; done
+quantshift lab scan-secrets "$out" "$audit_log"
+
 printf '\nDone in %ss. The lab stays up: `quantshift lab status`; remove everything with `quantshift lab down`.\n' "$(( $(date +%s) - started ))"

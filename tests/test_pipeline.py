@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from lab import secretscan
 from tests import labkit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,25 @@ def lab_env(facts: dict[str, Any], tmp_path: Path) -> dict[str, str]:
     }
 
 
+def destroy_all(env: dict[str, str]) -> None:
+    """Remove the spec's containers (the lab is shared by the session's lxc tests: leave it empty)."""
+    subprocess.run(
+        [sys.executable, "-m", "quantshift", "provision", "destroy", "--spec", env["QUANTSHIFT_LAB_SPEC"], "--yes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def lab_facts(env: dict[str, str]) -> dict[str, Any]:
+    """The lab's connection facts, secrets included (`quantshift lab env --json`)."""
+    out = subprocess.run([sys.executable, "-m", "quantshift", "lab", "env", "--json"], env=env, capture_output=True, text=True, check=True)
+    doc: dict[str, Any] = json.loads(out.stdout)
+    return doc
+
+
 def playbook(env: dict[str, str], name: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["ansible-playbook", f"playbooks/{name}", *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
@@ -54,11 +74,7 @@ def test_provision_then_deploy_paper_and_gate(lxc_lab: dict[str, Any], tmp_path:
         with urllib.request.urlopen(f"http://{paper_ip}:9108/healthz", timeout=5) as resp:
             health = json.load(resp)
         assert (health["status"], health["mode"], health["release"]) == ("ready", "paper", "t1")
-        secrets = json.loads(
-            subprocess.run(
-                [sys.executable, "-m", "quantshift", "lab", "env", "--json"], env=env, capture_output=True, text=True, check=True
-            ).stdout
-        )
+        secrets = lab_facts(env)
         for secret in (secrets["alpaca"]["paper"]["secret_key"], secrets["redis_url"].split("@")[0].rsplit(":", 1)[1]):
             assert secret not in deployed.stdout + deployed.stderr
         records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
@@ -66,14 +82,7 @@ def test_provision_then_deploy_paper_and_gate(lxc_lab: dict[str, Any], tmp_path:
         again = playbook(env, "deploy-paper.yml", "-e", "quantshift_release=t1")
         assert again.returncode == 0 and "changed=0 " in again.stdout  # nothing changed on the host (the audit record is the controller's)
     finally:  # the lab is shared by the session's lxc tests: leave it empty
-        subprocess.run(
-            [sys.executable, "-m", "quantshift", "provision", "destroy", "--spec", env["QUANTSHIFT_LAB_SPEC"], "--yes"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        destroy_all(env)
 
 
 def healthz(ip: str, port: int) -> dict[str, Any]:
@@ -171,26 +180,19 @@ def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any
         ][-2:]
         assert last == [("deploy", "p3-bad", "failed"), ("rollback", "p3-bad", "ok")]
 
-        secrets = json.loads(
-            subprocess.run(
-                [sys.executable, "-m", "quantshift", "lab", "env", "--json"], env=env, capture_output=True, text=True, check=True
-            ).stdout
-        )
-        redis_password = secrets["redis_url"].split("@")[0].rsplit(":", 1)[1]
-        named = {
-            "alpaca live secret": secrets["alpaca"]["live"]["secret_key"],
-            "alpaca paper secret": secrets["alpaca"]["paper"]["secret_key"],
-        }
-        for what, secret in (named | {"redis password": redis_password}).items():
-            leaks = [n for n, out in enumerate(outputs) if secret in out]  # the secret itself is never printed
-            assert not leaks, f"{what} appears in the output of playbook run(s) {leaks}"
-            assert secret not in (tmp_path / "audit.jsonl").read_text(), f"{what} appears in the audit log"
+        # Secret scan: every playbook output, the audit log, and each container's journal.
+        scanned = tmp_path / "scan"
+        scanned.mkdir()
+        for n, out in enumerate(outputs):
+            (scanned / f"playbook-{n}.log").write_text(out)
+        for name, ip in (("primary", primary), ("standby", standby), ("paper", f"{net}.12")):
+            (scanned / f"journal-{name}.log").write_text(labkit.ssh(lxc_lab, ip, "journalctl --no-pager -o cat", timeout=60).stdout)
+        (scanned / "audit.jsonl").write_text((tmp_path / "audit.jsonl").read_text())
+        facts = lab_facts(env)
+        secrets = secretscan.secrets_of(facts)
+        assert {"alpaca live secret_key", "redis password", "token_secret"} <= secrets.keys()
+        count, size, found = secretscan.scan([scanned], secrets)
+        assert count >= len(outputs) + 4 and size > 10_000
+        assert found == [], f"secrets leaked: {found}"  # (file, which secret): never the value
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "quantshift", "provision", "destroy", "--spec", env["QUANTSHIFT_LAB_SPEC"], "--yes"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        destroy_all(env)

@@ -1,0 +1,216 @@
+"""Faults during deployments, on a private LXC lab: two deploys at once, a full release directory,
+the container stopped in the middle of deploy-production, SSH lost in the middle of a play.
+(Faults inside the bot - kill -9 during an order, exchange 5xx and hangs, Redis outages, two bots on
+one account - are in test_bot_lab.py and test_bot_core.py.)
+
+For each: what the operator sees, that the previous release keeps running, that no order was
+doubled (the exchange rejected no repeated client order id) and no position was lost (Redis and the
+exchange agree)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from bot.state import State
+from tests import labkit
+from tests.test_pipeline import ROOT, active_health, destroy_all, lab_env, lab_facts, playbook
+
+AT = "quantshift_deploy_at=2026-11-24T22:00:00+00:00"
+BOOTSTRAP = ("-e", "quantshift_soak_override_reason=fault test", "-e", "quantshift_end_canary=false", "-e", AT)
+
+
+@pytest.fixture()
+def lab(lxc_lab: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]:
+    env = lab_env(lxc_lab, tmp_path)
+    done = playbook(env, "provision.yml")
+    assert done.returncode == 0, done.stdout[-3000:]
+    net = lxc_lab["subnet"].rsplit(".", 1)[0]
+    facts = {"env": env, "lab": lxc_lab, "tmp": tmp_path, "primary": f"{net}.10", "paper": f"{net}.12"}
+    try:
+        yield facts
+    finally:
+        destroy_all(env)
+
+
+def attach(lab: dict[str, Any], vmid: int, *command: str) -> subprocess.CompletedProcess[str]:
+    """Run a command in a container without SSH (lxc-attach on the lab's own containers)."""
+    settings = lab["lab"]["settings"]
+    return subprocess.run(
+        ["lxc-attach", "-P", str(settings.lxc_path), "-n", str(vmid), "--", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def wait_for(what: str, check: Any, timeout: float = 120) -> None:
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def assert_books_agree(env: dict[str, str], account: str, book: str, journal: str) -> None:
+    """No order doubled (the exchange never saw a client order id twice) and no position lost."""
+    assert "client_order_id must be unique" not in journal
+    facts = lab_facts(env)
+    req = urllib.request.Request(facts["alpaca_url"] + "/lab/stats", headers={"X-Lab-Admin": facts["exchange_admin_token"]})
+
+    def agree() -> bool:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            exchange = {s: q for s, q in json.load(resp)[book]["positions"].items() if abs(q) > 1e-9}
+        mine = {s: p.qty for s, p in State(redis.Redis.from_url(facts["redis_url"]), account).positions().items()}
+        return exchange.keys() == mine.keys() and all(abs(exchange[s] - mine[s]) < 1e-6 for s in mine)
+
+    wait_for("Redis and the exchange to agree on positions", agree, timeout=15)
+
+
+def journal(lab: dict[str, Any], vmid: int) -> str:
+    return attach(lab, vmid, "journalctl", "--no-pager", "-o", "cat", "-u", "quantshift-equity@*").stdout
+
+
+@pytest.mark.lxc
+def test_two_deploys_at_once_the_second_is_refused(lab: dict[str, Any]) -> None:
+    procs = [
+        subprocess.Popen(
+            ["ansible-playbook", "playbooks/deploy-paper.yml", "-e", "quantshift_release=t1"],
+            cwd=ROOT,
+            env=lab["env"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes[0] == 0 and codes[1] != 0, outs
+    refused = outs[[p.returncode for p in procs].index(codes[1])]
+    assert "another deployment to paper is running (paper-t1-" in refused  # the operator is told who holds it
+    assert active_health(lab["paper"])["release"] == "t1"
+
+
+@pytest.mark.lxc
+def test_a_full_release_directory_fails_the_install_and_the_running_release_stays(lab: dict[str, Any]) -> None:
+    assert playbook(lab["env"], "deploy-paper.yml", "-e", "quantshift_release=t1").returncode == 0
+    full = "/opt/quantshift/releases/t2"
+    assert attach(lab, 102, "sh", "-ec", f"mkdir -p {full} && mount -t tmpfs -o size=2m tmpfs {full}").returncode == 0
+    try:
+        failed = playbook(lab["env"], "deploy-paper.yml", "-e", "quantshift_release=t2")
+        assert failed.returncode != 0
+        assert "installing release t2 failed" in failed.stdout and "No space left on device" in failed.stdout
+        health = active_health(lab["paper"])
+        assert (health["release"], health["status"]) == ("t1", "ready")
+        assert attach(lab, 102, "readlink", "/opt/quantshift/current").stdout.strip() == "releases/t1"
+    finally:
+        attach(lab, 102, "umount", full)
+    again = playbook(lab["env"], "deploy-paper.yml", "-e", "quantshift_release=t2")  # space again: it goes through
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert active_health(lab["paper"])["release"] == "t2"
+
+
+def _deploy_until_the_new_slot_starts(lab: dict[str, Any]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        ["ansible-playbook", "playbooks/deploy-production.yml", "-e", "quantshift_release=p2", *BOOTSTRAP],
+        cwd=ROOT,
+        env=lab["env"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for(
+        "the new release's slot to start",
+        lambda: "active" in attach(lab, 100, "systemctl", "is-active", "quantshift-equity@b.service").stdout,
+        timeout=300,
+    )
+    return proc
+
+
+@pytest.mark.lxc
+def test_container_stopped_in_the_middle_of_deploy_production(lab: dict[str, Any]) -> None:
+    env = lab["env"]
+    assert playbook(env, "deploy-production.yml", "-e", "quantshift_release=p1", *BOOTSTRAP).returncode == 0
+    proc = _deploy_until_the_new_slot_starts(lab)
+    node = labkit.client(lab["lab"]).nodes(lab["lab"]["node"])
+    labkit.wait(node, node.lxc(100).status.stop.post())
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode != 0 and "UNREACHABLE" in out  # what the operator sees
+    lock = subprocess.run(
+        [sys.executable, "-m", "quantshift", "deploy", "lock", "show", "--environment", "production"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert "p2" in lock.stdout  # the lock of the dead run stays: a human decides (lock release --force, audited)
+
+    labkit.wait(node, node.lxc(100).status.start.post())
+    labkit.wait_ssh(lab["lab"], lab["primary"])
+    # At boot only the enabled slot starts: the previous release, which trades again.
+    wait_for("p1 trading after the restart", lambda: _health_or_none(lab["primary"]).get("release") == "p1", timeout=120)
+    assert _health_or_none(lab["primary"])["status"] == "ready"
+    assert attach(lab, 100, "systemctl", "is-active", "quantshift-equity@b.service").stdout.strip() != "active"
+    assert_books_agree(env, "lab-live-equity", "live", journal(lab, 100))
+
+    released = subprocess.run(
+        [sys.executable, "-m", "quantshift", "deploy", "lock", "release", "--environment", "production", "--force"],
+        env=env,
+        capture_output=True,
+    )
+    assert released.returncode == 0
+    again = playbook(env, "deploy-production.yml", "-e", "quantshift_release=p2", *BOOTSTRAP)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert active_health(lab["primary"])["release"] == "p2"
+
+
+@pytest.mark.lxc
+def test_ssh_lost_in_the_middle_of_a_play_leaves_one_release_trading(lab: dict[str, Any]) -> None:
+    env = lab["env"]
+    assert playbook(env, "deploy-production.yml", "-e", "quantshift_release=p1", *BOOTSTRAP).returncode == 0
+    proc = _deploy_until_the_new_slot_starts(lab)
+    attach(lab, 100, "sh", "-c", "systemctl stop ssh.socket ssh.service; pkill -KILL -x sshd; true")
+    try:
+        out = proc.communicate(timeout=600)[0]
+        assert proc.returncode != 0 and "UNREACHABLE" in out
+        time.sleep(2)
+        slots = [_health_or_none(f"{lab['primary']}:{port}", raw=True) for port in (9108, 9208)]
+        trading = [h for h in slots if h.get("status") == "ready"]
+        assert len(trading) == 1, slots  # never two releases trading the account, and never none
+        assert all(held for held in trading[0]["lease"].values())
+        assert_books_agree(env, "lab-live-equity", "live", journal(lab, 100))
+    finally:
+        attach(lab, 100, "systemctl", "start", "ssh.service")
+    subprocess.run(
+        [sys.executable, "-m", "quantshift", "deploy", "lock", "release", "--environment", "production", "--force"],
+        env=env,
+        capture_output=True,
+    )
+    again = playbook(env, "deploy-production.yml", "-e", "quantshift_release=p2", *BOOTSTRAP)  # the re-run finishes the job
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert active_health(lab["primary"])["release"] == "p2"
+
+
+def _health_or_none(where: str, raw: bool = False) -> dict[str, Any]:
+    urls = [f"http://{where}/healthz"] if raw else [f"http://{where}:{p}/healthz" for p in (9108, 9208)]
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                doc: dict[str, Any] = json.load(resp)
+                return doc
+        except OSError:
+            continue
+        except ValueError:
+            continue
+    return {}
