@@ -23,7 +23,7 @@ import redis
 
 from bot.state import State
 from tests import labkit
-from tests.test_pipeline import ROOT, active_health, destroy_all, lab_env, lab_facts, playbook
+from tests.test_pipeline import ROOT, active_health, destroy_all, flat, lab_env, lab_facts, playbook
 
 AT = "quantshift_deploy_at=2026-11-24T22:00:00+00:00"
 BOOTSTRAP = ("-e", "quantshift_soak_override_reason=fault test", "-e", "quantshift_end_canary=false", "-e", AT)
@@ -99,7 +99,7 @@ def test_two_deploys_at_once_the_second_is_refused(lab: dict[str, Any]) -> None:
     codes = sorted(p.returncode for p in procs)
     assert codes[0] == 0 and codes[1] != 0, outs
     refused = outs[[p.returncode for p in procs].index(codes[1])]
-    assert "another deployment to paper is running (paper-t1-" in refused  # the operator is told who holds it
+    assert "another deployment to paper is running (paper-t1-" in flat(refused)  # the operator is told who holds it
     assert active_health(lab["paper"])["release"] == "t1"
 
 
@@ -111,7 +111,7 @@ def test_a_full_release_directory_fails_the_install_and_the_running_release_stay
     try:
         failed = playbook(lab["env"], "deploy-paper.yml", "-e", "quantshift_release=t2")
         assert failed.returncode != 0
-        assert "installing release t2 failed" in failed.stdout and "No space left on device" in failed.stdout
+        assert "installing release t2 failed" in flat(failed.stdout) and "No space left on device" in flat(failed.stdout)
         health = active_health(lab["paper"])
         assert (health["release"], health["status"]) == ("t1", "ready")
         assert attach(lab, 102, "readlink", "/opt/quantshift/current").stdout.strip() == "releases/t1"
@@ -133,7 +133,7 @@ def _deploy_until_the_new_slot_starts(lab: dict[str, Any]) -> subprocess.Popen[s
     )
     wait_for(
         "the new release's slot to start",
-        lambda: "active" in attach(lab, 100, "systemctl", "is-active", "quantshift-equity@b.service").stdout,
+        lambda: attach(lab, 100, "systemctl", "is-active", "quantshift-equity@b.service").stdout.strip() == "active",
         timeout=300,
     )
     return proc
@@ -154,22 +154,23 @@ def test_container_stopped_in_the_middle_of_deploy_production(lab: dict[str, Any
         capture_output=True,
         text=True,
     )
-    assert "p2" in lock.stdout  # the lock of the dead run stays: a human decides (lock release --force, audited)
+    # A host that vanished mid-play: its block's `always` may still give the lock back (Ansible runs it on the
+    # controller); when it could not, the lock names the dead run and a human releases it (--force, audited).
+    assert lock.stdout.strip() == "null" or "production-p2-" in lock.stdout
+    (lab["tmp"] / "stopped.log").write_text(out)
 
     labkit.wait(node, node.lxc(100).status.start.post())
     labkit.wait_ssh(lab["lab"], lab["primary"])
     # At boot only the enabled slot starts: the previous release, which trades again.
-    wait_for("p1 trading after the restart", lambda: _health_or_none(lab["primary"]).get("release") == "p1", timeout=120)
-    assert _health_or_none(lab["primary"])["status"] == "ready"
+    # (If the stop killed the bots, their leases expire within the TTL first: standby, then ready.)
+    wait_for("p1 trading after the restart", lambda: _health_or_none(lab["primary"]).get("status") == "ready", timeout=120)
+    assert _health_or_none(lab["primary"])["release"] == "p1"
     assert attach(lab, 100, "systemctl", "is-active", "quantshift-equity@b.service").stdout.strip() != "active"
     assert_books_agree(env, "lab-live-equity", "live", journal(lab, 100))
 
-    released = subprocess.run(
-        [sys.executable, "-m", "quantshift", "deploy", "lock", "release", "--environment", "production", "--force"],
-        env=env,
-        capture_output=True,
+    subprocess.run(
+        [sys.executable, "-m", "quantshift", "deploy", "lock", "release", "--environment", "production", "--force"], env=env, check=False
     )
-    assert released.returncode == 0
     again = playbook(env, "deploy-production.yml", "-e", "quantshift_release=p2", *BOOTSTRAP)
     assert again.returncode == 0, again.stdout[-3000:]
     assert active_health(lab["primary"])["release"] == "p2"
