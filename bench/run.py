@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import bot, common, lab_api, pipeline, provision, roles
+from bench import bot, common, demo, lab_api, pipeline, provision, roles
 
 
 def main() -> None:
@@ -11,6 +11,7 @@ def main() -> None:
     bot.main()
     roles.main()
     pipeline.main()
+    demo.main()
     print(common.write_markdown())
 
 

@@ -12,14 +12,17 @@ export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
 started=$(date +%s)
 step() { printf '\n==> [%3ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
-out=build/demo && mkdir -p "$out"
+out=$PWD/build/demo && mkdir -p "$out"
 exec > >(tee "$out/demo.log") 2>&1  # the whole run, for the secret scan at the end
 audit_log=${QUANTSHIFT_AUDIT_LOG:-$HOME/.local/state/quantshift/audit.jsonl}
 
 step "Lab: Proxmox-compatible API on https://127.0.0.1:8006, exchanges, Redis, real LXC backend"
 quantshift lab up --backend lxc
 
-step "Provision containers 100 (primary), 101 (standby), 102 (paper) from inventory/lab/containers.yml"
+net=$(quantshift lab env --json | python -c 'import json, sys; print(json.load(sys.stdin)["subnet"].rsplit(".", 1)[0])')
+primary=$net.10 standby=$net.11 paper=$net.12
+
+step "Provision containers 100 (primary, $primary), 101 (standby, $standby), 102 (paper, $paper) from ${QUANTSHIFT_LAB_SPEC:-inventory/lab/containers.yml}"
 ansible-playbook playbooks/provision.yml
 ansible-inventory --graph
 
@@ -55,7 +58,7 @@ ansible-playbook playbooks/deploy-canary.yml -e "quantshift_manifest=$manifest" 
 sleep 5
 
 ssh_to() { echo "ssh -i ${QUANTSHIFT_LAB_DIR:-/var/lib/quantshift-lab}/ssh/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@$1"; }
-ssh_primary=$(ssh_to 10.231.7.10)
+ssh_primary=$(ssh_to "$primary")
 before_b=$(date +%s)
 step "Release $b to production (100): warm handover inside the window, gate, canary ends"
 ansible-playbook playbooks/deploy-production.yml -e "quantshift_manifest=$manifest" -e "$soak" -e "quantshift_deploy_at=$at"
@@ -74,12 +77,12 @@ grep -E "^fatal|FAILED|msg" "$out/bad-release.log" | tail -3 || true
 step "Summary"
 quantshift deploy history --limit 40
 env_json=$(quantshift lab env --json)
-AUDIT_LOG=$audit_log QS_ENV="$env_json" python - "$out" <<'PY'
+AUDIT_LOG=$audit_log QS_ENV="$env_json" python - "$out" "$primary" "$standby" "$paper" <<'PY'
 import json, os, subprocess, sys, urllib.request
 out = sys.argv[1]
 env = json.loads(os.environ["QS_ENV"])
 print("\nwhat runs where:")
-for name, ip in (("primary 100", "10.231.7.10"), ("standby 101", "10.231.7.11"), ("paper 102", "10.231.7.12")):
+for name, ip in (("primary 100", sys.argv[2]), ("standby 101", sys.argv[3]), ("paper 102", sys.argv[4])):
     answered = False
     for port in (9108, 9208):
         try:
@@ -99,7 +102,7 @@ print(f"shadow vs production report: {report}")
 print(f"bad release log: {out}/bad-release.log; switchover: {open(out + '/switchover.txt').read().strip()}")
 PY
 step "Secret scan: this run's output, the playbook logs, the audit log and every container's journal"
-for ip in 10.231.7.10 10.231.7.11 10.231.7.12; do $(ssh_to $ip) journalctl --no-pager -o cat > "$out/journal-$ip.log"; done
+for ip in "$primary" "$standby" "$paper"; do $(ssh_to "$ip") journalctl --no-pager -o cat > "$out/journal-$ip.log"; done
 quantshift lab scan-secrets "$out" "$audit_log"
 
 printf '\nDone in %ss. The lab stays up: `quantshift lab status`; remove everything with `quantshift lab down`.\n' "$(( $(date +%s) - started ))"
