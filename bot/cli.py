@@ -178,7 +178,11 @@ def _lease(args: argparse.Namespace) -> int:
         name = str(raw)
         if name.count(":") == 3 and not name.endswith((":yielded", ":fence")):
             holders[name.rsplit(":", 1)[1]] = str(client.get(name) or "")
-    print(json.dumps({"account": args.account, "changed": changed > 0, "yielded": yielded, "holders": dict(sorted(holders.items()))}, indent=2))
+    print(
+        json.dumps(
+            {"account": args.account, "changed": changed > 0, "yielded": yielded, "holders": dict(sorted(holders.items()))}, indent=2
+        )
+    )
     return 0
 
 

@@ -64,6 +64,7 @@ class BotConfig:
     lease_symbols: tuple[str, ...]  # the slice this bot trades (canary); default all symbols
     bars_lookback: int
     max_retries: int
+    broker_timeout_s: float = 10.0  # one broker HTTP call at most; a hung exchange counts as an error, then retried
     alpaca: AlpacaSettings | None = None
     coinbase: CoinbaseSettings | None = None
 
@@ -249,6 +250,7 @@ def load(environ: dict[str, str] | None = None) -> BotConfig:
         lease_symbols=lease_symbols,
         bars_lookback=int(r.num("QS_BARS_LOOKBACK", "60", 5, 10000, integer=True)),
         max_retries=int(r.num("QS_MAX_RETRIES", "3", 0, 10, integer=True)),
+        broker_timeout_s=r.num("QS_BROKER_TIMEOUT_S", "10", 0.1, 300),
         alpaca=cfg_alpaca,
         coinbase=cfg_coinbase,
     )

@@ -218,9 +218,15 @@ class Engine:
         try:
             order = self._call(lambda: self.broker.submit(req), f"order {req.client_order_id}")
         except OrderRejected as err:
-            self.state.update_order(req.client_order_id, status="rejected", error=str(err))
-            event("order_rejected", client_order_id=req.client_order_id, error=str(err))
-            return
+            found = self._reached_broker(req.client_order_id)
+            if found is None:
+                self.state.update_order(req.client_order_id, status="rejected", error=str(err))
+                event("order_rejected", client_order_id=req.client_order_id, error=str(err))
+                return
+            # An attempt that timed out reached the broker after all, so the retry was refused as a
+            # repeat: the order exists. Adopt it instead of marking it rejected (it would be orphaned).
+            event("order_adopted", client_order_id=req.client_order_id, status=found.status, after=str(err))
+            order = found
         self.counters.order_ms.append((time.perf_counter() - began) * 1000)
         self.counters.orders_sent += 1
         self.state.update_order(req.client_order_id, status=order.status, broker_id=order.id)
@@ -323,6 +329,13 @@ class Engine:
             self.state.update_order(cid, status=found.status, broker_id=found.id)
             if found.status in FINAL and doc.get("status") not in FINAL:
                 event("reconciled", client_order_id=cid, action=f"order is {found.status} at the broker")
+
+    def _reached_broker(self, cid: str) -> BrokerOrder | None:
+        """After a refusal: did an earlier attempt of this order reach the broker? (Unknown: say no.)"""
+        try:
+            return self._find(cid)
+        except BrokerError:
+            return None
 
     def _find(self, cid: str) -> BrokerOrder | None:
         return self._call(lambda: self.broker.find(cid), "order lookup")

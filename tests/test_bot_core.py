@@ -14,10 +14,11 @@ import pytest
 import redis
 
 from bot import config, metrics
+from bot.brokers.base import BrokerError
 from bot.brokers.sim import SimBroker
 from bot.engine import Engine
 from bot.lease import LeaseSet
-from bot.models import Bar, Mode, Position
+from bot.models import Bar, Mode, OrderRequest, Position
 from bot.strategy import MovingAverageCross, kelly, position_size
 from tests.botkit import ROOT
 
@@ -267,6 +268,32 @@ def test_two_bots_starting_together_never_split_the_account(redis_url: str) -> N
 class _Exploding(MovingAverageCross):
     def decide(self, symbol: str, bars: Any, position: Position | None) -> Any:
         raise RuntimeError("a bug in the strategy")
+
+
+class _LateBroker(SimBroker):
+    """The first submit reaches the broker but its answer is lost (a timeout); the retry is refused as a repeat."""
+
+    def __init__(self, symbols: tuple[str, ...]) -> None:
+        super().__init__(symbols)
+        self.lost = 0
+
+    def submit(self, req: Any) -> Any:
+        order = super().submit(req)
+        if self.lost == 0:
+            self.lost += 1
+            raise BrokerError("order: ReadTimeout")
+        return order
+
+
+def test_an_order_whose_answer_was_lost_is_adopted_not_doubled_or_orphaned(redis_url: str) -> None:
+    broker = _LateBroker(("AAA", "BBB"))
+    engine = _engine(redis_url, broker, QS_MAX_RETRIES="2")
+    req = OrderRequest("qs-acct-AAA-1-buy", "AAA", "buy", 1.0, 100.0, "test")
+    engine._send(req)
+    assert broker.submits == 2 and len(broker.orders) == 1  # retried once, refused as a repeat: one order
+    doc = engine.state.orders()["qs-acct-AAA-1-buy"]
+    assert doc["status"] == "filled" and doc["broker_id"] == broker.orders["qs-acct-AAA-1-buy"].id
+    assert engine.state.positions()["AAA"].qty == 1.0  # the fill counted once
 
 
 def test_a_bug_crashes_the_bot_but_hands_its_leases_back_at_once(redis_url: str) -> None:

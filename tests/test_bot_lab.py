@@ -187,6 +187,22 @@ def test_broker_5xx_bounded_retries_and_error_rate(trade_lab: dict[str, Any], re
         assert bot.terminate()[0] == 0
 
 
+def test_a_hung_exchange_times_out_counts_as_errors_and_the_bot_recovers(trade_lab: dict[str, Any], redis_url: str, tmp_path: Path) -> None:
+    with bots(alpaca_env(trade_lab, redis_url, QS_MAX_RETRIES="1", QS_BROKER_TIMEOUT_S="0.5"), tmp=tmp_path) as (bot,):
+        bot.wait_for(lambda: bot.health() and bot.health()["status"] == "ready", what="ready")
+        received = stats(trade_lab)["live"]["orders_received"]
+        lab_post(trade_lab["alpaca_url"], "/lab/faults", trade_lab["exchange_admin_token"], hang_s=5)
+        try:
+            bot.wait_for(lambda: bot.health()["status"] == "degraded", timeout=20, what="degraded on a hung exchange")
+            assert "Timeout" in bot.health()["reason"] or "timed out" in bot.health()["reason"].lower()
+            assert stats(trade_lab)["live"]["orders_received"] - received <= 1  # nothing piles up behind the hang
+        finally:
+            lab_post(trade_lab["alpaca_url"], "/lab/faults", trade_lab["exchange_admin_token"])
+        bot.wait_for(lambda: bot.health()["status"] == "ready", timeout=30, what="ready once the exchange answers")
+        began = time.monotonic()
+        assert bot.terminate()[0] == 0 and time.monotonic() - began < 5
+
+
 def test_paper_mode_on_coinbase_with_jwt(trade_lab: dict[str, Any], redis_url: str, tmp_path: Path) -> None:
     keys = trade_lab["coinbase"]["paper"]
     env = {

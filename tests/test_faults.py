@@ -64,18 +64,34 @@ def wait_for(what: str, check: Any, timeout: float = 120) -> None:
 
 
 def assert_books_agree(env: dict[str, str], account: str, book: str, journal: str) -> None:
-    """No order doubled (the exchange never saw a client order id twice) and no position lost."""
+    """No order doubled (the exchange never saw a client order id twice), no position lost (Redis and
+    the exchange agree), and no order left open and orphaned (every open order is one the bots know)."""
     assert "client_order_id must be unique" not in journal
     facts = lab_facts(env)
-    req = urllib.request.Request(facts["alpaca_url"] + "/lab/stats", headers={"X-Lab-Admin": facts["exchange_admin_token"]})
+    stats = urllib.request.Request(facts["alpaca_url"] + "/lab/stats", headers={"X-Lab-Admin": facts["exchange_admin_token"]})
+    keys = facts["alpaca"][book]
+    open_orders = urllib.request.Request(
+        facts["alpaca_url"] + "/v2/orders?status=open&limit=500",
+        headers={"APCA-API-KEY-ID": keys["key_id"], "APCA-API-SECRET-KEY": keys["secret_key"]},
+    )
+    state = State(redis.Redis.from_url(facts["redis_url"]), account)
 
     def agree() -> bool:
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        with urllib.request.urlopen(stats, timeout=5) as resp:
             exchange = {s: q for s, q in json.load(resp)[book]["positions"].items() if abs(q) > 1e-9}
-        mine = {s: p.qty for s, p in State(redis.Redis.from_url(facts["redis_url"]), account).positions().items()}
+        mine = {s: p.qty for s, p in state.positions().items()}
         return exchange.keys() == mine.keys() and all(abs(exchange[s] - mine[s]) < 1e-6 for s in mine)
 
     wait_for("Redis and the exchange to agree on positions", agree, timeout=15)
+    with urllib.request.urlopen(open_orders, timeout=5) as resp:
+        at_exchange = {o["client_order_id"] for o in json.load(resp)}
+    known = set(state.orders())
+
+    def parent(cid: str) -> str:  # a bracket's take-profit and stop-loss legs carry its id plus -tp / -sl
+        return cid.rsplit("-", 1)[0] if cid.endswith(("-tp", "-sl")) else cid
+
+    orphans = sorted(cid for cid in at_exchange if parent(cid) not in known)
+    assert not orphans, f"open orders the bots do not know: {orphans}"
 
 
 def journal(lab: dict[str, Any], vmid: int) -> str:

@@ -185,6 +185,13 @@ def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any
         ][-2:]
         assert last == [("deploy", "p3-bad", "failed"), ("rollback", "p3-bad", "ok")]
 
+        # By hand, at once: rollback.yml hands production back to the release before (p1).
+        run("rollback.yml", "-e", "quantshift_hosts=primary")
+        manual = active_health(primary)
+        assert (manual["release"], manual["mode"], manual["status"]) == ("p1", "live", "ready")
+        records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+        assert (records[-1]["kind"], records[-1]["release"], records[-1]["outcome"]) == ("rollback", "p1", "ok")
+
         # Secret scan: every playbook output, the audit log, and each container's journal.
         scanned = tmp_path / "scan"
         scanned.mkdir()

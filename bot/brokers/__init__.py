@@ -14,12 +14,12 @@ def make(cfg: BotConfig) -> Broker:
         from bot.brokers.alpaca import AlpacaBroker
 
         assert cfg.alpaca is not None
-        return AlpacaBroker(cfg.alpaca, paper=cfg.mode.value == "paper")
+        return AlpacaBroker(cfg.alpaca, paper=cfg.mode.value == "paper", timeout_s=cfg.broker_timeout_s)
     if cfg.broker == "coinbase":
         from bot.brokers.coinbase import CoinbaseBroker
 
         assert cfg.coinbase is not None
-        return CoinbaseBroker(cfg.coinbase)
+        return CoinbaseBroker(cfg.coinbase, timeout_s=cfg.broker_timeout_s)
     from bot.brokers.sim import SimBroker
 
     return SimBroker(cfg.symbols)

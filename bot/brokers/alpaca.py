@@ -46,16 +46,26 @@ def _guard(fn: Callable[[], T], what: str) -> T:
         raise BrokerError(f"{what}: {err.__class__.__name__}") from None
 
 
+def _with_timeout(request: Callable[..., Any], timeout_s: float) -> Callable[..., Any]:
+    def call(method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", timeout_s)
+        return request(method, url, **kwargs)
+
+    return call
+
+
 class AlpacaBroker:
     name = "alpaca"
     fractional = False
 
-    def __init__(self, cfg: AlpacaSettings, paper: bool) -> None:
+    def __init__(self, cfg: AlpacaSettings, paper: bool, timeout_s: float = 10.0) -> None:
         self.trading = TradingClient(cfg.api_key, cfg.secret_key, paper=paper, url_override=cfg.trading_url)
         self.data = StockHistoricalDataClient(cfg.api_key, cfg.secret_key, url_override=cfg.data_url)
         for client in (self.trading, self.data):
             # The SDK sleeps 3 s per retry on 429/504; the engine retries itself, briefly and bounded.
             client._retry = 0
+            # The SDK sets no timeout: a hung exchange would hold the trading loop (and SIGTERM) forever.
+            client._session.request = _with_timeout(client._session.request, timeout_s)  # type: ignore[method-assign]
 
     def equity(self) -> float:
         account: Any = _guard(self.trading.get_account, "account")

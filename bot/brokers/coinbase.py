@@ -49,8 +49,8 @@ class CoinbaseBroker:
     name = "coinbase"
     fractional = True
 
-    def __init__(self, cfg: CoinbaseSettings) -> None:
-        self.client = RESTClient(api_key=cfg.api_key, api_secret=cfg.private_key, base_url=cfg.base_url, timeout=10)
+    def __init__(self, cfg: CoinbaseSettings, timeout_s: float = 10.0) -> None:
+        self.client = RESTClient(api_key=cfg.api_key, api_secret=cfg.private_key, base_url=cfg.base_url, timeout=max(1, round(timeout_s)))
         if cfg.ca_bundle:
             # Trust this CA (the lab's), still verifying. REQUESTS_CA_BUNDLE in the environment would
             # silently override a session's CA, so the session stops reading the environment.

@@ -16,11 +16,14 @@ import urllib.request
 
 
 def unit_state(unit):
+    """(state, restarts): state is `failed` or `auto-restart` (it died and systemd waits to restart it)
+    as soon as the process is gone, without waiting out RestartSec for the restart count to move."""
     out = subprocess.run(
-        ["systemctl", "show", "-p", "ActiveState", "-p", "NRestarts", unit], capture_output=True, text=True, check=False
+        ["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "NRestarts", unit], capture_output=True, text=True, check=False
     ).stdout
     props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    return props.get("ActiveState", "unknown"), int(props.get("NRestarts") or 0)
+    state = props.get("SubState") if props.get("SubState") == "auto-restart" else props.get("ActiveState", "unknown")
+    return state, int(props.get("NRestarts") or 0)
 
 
 def healthz(port):
@@ -53,7 +56,7 @@ def main():
     doc = {}
     while time.monotonic() - began < a.timeout:
         state, restarts = unit_state(a.unit)
-        if state == "failed" or restarts > restarts0:
+        if state in ("failed", "auto-restart") or restarts > restarts0:
             sys.exit(f"{a.unit} crashed ({state}, {restarts - restarts0} restart(s)); last /healthz: {json.dumps(doc)}")
         doc = healthz(a.port)
         if doc.get("status") in statuses and doc.get("release") == a.release:
