@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,8 @@ def machine() -> dict[str, Any]:
 def below(figure: dict[str, Any]) -> dict[str, Any]:
     """For a figure whose target reads "< LIMIT": say by how much a miss missed (value - LIMIT, in its unit)."""
     target = str(figure.get("target", ""))
-    if target.startswith("< ") and figure.get("met") is False:
-        limit = float(target[2:].split()[0])
-        figure["miss"] = f"+{figure['value'] - limit:.3g} {figure['unit']} over"
+    if figure.get("met") is False and "miss" not in figure and re.fullmatch(r"< [0-9.]+", target):
+        figure["miss"] = f"+{figure['value'] - float(target[2:]):.3g} {figure['unit']} over"
     return figure
 
 
