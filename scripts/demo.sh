@@ -36,10 +36,10 @@ t = dt.datetime.now(dt.UTC).replace(hour=22, minute=0, second=0, microsecond=0)
 while not window.check(t, "equity").allowed:
     t += dt.timedelta(days=1)
 print(t.isoformat())')
-soak='{"quantshift_soak_durations": {"paper": 3, "shadow": 3, "canary": 3}}'
+soak='{"quantshift_soak_durations": {"paper": 1, "shadow": 1, "canary": 1}}'
 manifest=$out/release-b.yml  # release B declares itself: id and risk class
 printf 'release: %s\nrisk_class: high\ndescription: demo release B\nrevision: %s\n' "$b" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" > "$manifest"
-echo "window time used for production deploys: $at; soak minimums shortened to 3 s per stage (policy: days)"
+echo "window time used for production deploys: $at; soak minimums shortened to 1 s per stage (policy: days; each stage takes longer than that)"
 
 step "Release $a bootstraps production (empty lab: soak override, audited)"
 ansible-playbook playbooks/deploy-production.yml -e "quantshift_release=$a" -e "quantshift_deploy_at=$at" \
@@ -47,15 +47,12 @@ ansible-playbook playbooks/deploy-production.yml -e "quantshift_release=$a" -e "
 
 step "Release $b (manifest $manifest: risk high) to paper (102)"
 ansible-playbook playbooks/deploy-paper.yml -e "quantshift_manifest=$manifest"
-sleep 3
 
 step "Release $b to shadow on the standby (101): same data as production, would-be orders, no orders"
 ansible-playbook playbooks/deploy-shadow.yml -e "quantshift_manifest=$manifest" -e "$soak"
-sleep 3
 
 step "Release $b to canary on the standby: production yields NVDA, the canary trades it at canary size"
 ansible-playbook playbooks/deploy-canary.yml -e "quantshift_manifest=$manifest" -e "$soak"
-sleep 3
 
 ssh_to() { echo "ssh -i ${QUANTSHIFT_LAB_DIR:-/var/lib/quantshift-lab}/ssh/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@$1"; }
 ssh_primary=$(ssh_to "$primary")
