@@ -173,6 +173,34 @@ def test_redis_outage_stops_orders_then_recovers(trade_lab: dict[str, Any], redi
         assert bot.terminate()[0] == 0
 
 
+def test_a_redis_outage_longer_than_the_lease_never_leaves_two_bots_trading(
+    trade_lab: dict[str, Any], redis_url: str, redis_server: Any, tmp_path: Path
+) -> None:
+    """Both bots of one account lose Redis for 3x the lease TTL (their leases expire in Redis and on
+    their own clocks); after Redis returns, exactly one of them trades again and no order is doubled."""
+    a, b = alpaca_env(trade_lab, redis_url, QS_RELEASE="a"), alpaca_env(trade_lab, redis_url, QS_RELEASE="b")
+    with bots(a, b, tmp=tmp_path) as pair:
+
+        def statuses() -> set[str]:
+            return {str((bot.health() or {}).get("status")) for bot in pair}
+
+        pair[0].wait_for(lambda: statuses() == {"ready", "standby"}, what="one ready, one standby")
+        redis_server.stop()
+        try:
+            pair[0].wait_for(lambda: statuses() == {"degraded"}, what="both degraded (fail closed)")
+            received = stats(trade_lab)["live"]["orders_received"]
+            time.sleep(3)  # 3x the 1 s TTL
+            assert stats(trade_lab)["live"]["orders_received"] == received  # nobody trades without Redis
+        finally:
+            redis_server.start()
+        pair[0].wait_for(lambda: statuses() == {"ready", "standby"}, timeout=30, what="one ready, one standby again")
+        for _ in range(10):  # and it stays that way
+            assert statuses() == {"ready", "standby"}
+            time.sleep(0.2)
+        assert_unique_client_ids(broker(trade_lab))
+        assert all(bot.terminate()[0] == 0 for bot in pair)
+
+
 def test_broker_5xx_bounded_retries_and_error_rate(trade_lab: dict[str, Any], redis_url: str, tmp_path: Path) -> None:
     with bots(alpaca_env(trade_lab, redis_url, QS_MAX_RETRIES="2"), tmp=tmp_path) as (bot,):
         bot.wait_for(lambda: bot.health() and bot.health()["status"] == "ready", what="ready")
