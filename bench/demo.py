@@ -12,34 +12,14 @@ from pathlib import Path
 
 from bench.common import below, record
 from tests import labkit
-from tests.test_pipeline import ROOT
+from tests.test_pipeline import ROOT, lab_env_for
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         lab = labkit.lab_settings(tmp, "10.231.25.0/24", "qsbrd6")
-        spec = tmp / "containers.yml"
-        text = (ROOT / "inventory/lab/containers.yml").read_text()
-        spec.write_text(
-            text.replace("port: 8006", f"port: {lab.port}")
-            .replace("/var/lib/quantshift-lab", str(lab.state_dir))
-            .replace("bridge: qsbr0", f"bridge: {lab.bridge}")
-            .replace("10.231.7.", "10.231.25.")
-        )
-        env = {
-            "PATH": str(Path(sys.executable).parent) + ":/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOME": str(tmp),
-            "QUANTSHIFT_LAB_SPEC": str(spec),
-            "QUANTSHIFT_LAB_DIR": str(lab.state_dir),
-            "QUANTSHIFT_LAB_PORT": str(lab.port),
-            "QUANTSHIFT_LAB_BRIDGE": lab.bridge,
-            "QUANTSHIFT_LAB_SUBNET": str(lab.subnet),
-            "QUANTSHIFT_LAB_ALPACA_PORT": str(lab.alpaca_port),
-            "QUANTSHIFT_LAB_COINBASE_PORT": str(lab.coinbase_port),
-            "QUANTSHIFT_LAB_REDIS_PORT": str(lab.redis_port),
-            "QUANTSHIFT_AUDIT_LOG": str(tmp / "audit.jsonl"),
-        }
+        env = lab_env_for(lab, tmp) | {"HOME": str(tmp)}
         began = time.perf_counter()
         try:
             proc = subprocess.run(["bash", "scripts/demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)

@@ -74,7 +74,7 @@ def lxc_lab_spec() -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         lab = labkit.lab_settings(Path(tmp), "10.231.22.0/24", "qsbrb3")
         with labkit.running_lab(lab, "lxc") as facts:
-            path = labkit.lab_spec_for(facts, lab, Path(tmp) / "containers.yml")
+            path = labkit.lab_spec_for(lab, Path(tmp) / "containers.yml")
             loaded, api = _connect(path)
             t0 = time.perf_counter()
             outcome = apply.apply(api, loaded, report=apply.Reporter(io.StringIO()))

@@ -8,7 +8,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from quantshift.gate import GateResult
 
 
 def _now(raw: str | None) -> dt.datetime:
@@ -131,7 +134,7 @@ def _lock(args: argparse.Namespace) -> int:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from quantshift import audit, gate
+    from quantshift import gate
 
     t = gate.Thresholds(
         max_error_rate=args.max_error_rate,
@@ -140,13 +143,21 @@ def _gate(args: argparse.Namespace) -> int:
         min_trades=args.min_trades,
     )
     result = gate.run(args.url, args.production_url, t, args.restarts, observe_s=args.observe)
+    return _report_gate(args, result, args.stage or "-")
+
+
+def _report_gate(args: argparse.Namespace, result: GateResult, stage: str) -> int:
+    """Print a gate's result (table or --json), append it to the audit log when --release is given,
+    and return the exit code (0 passed, 1 failed). Shared by `gate` and `shadow-check`."""
+    from quantshift import audit
+
     print(json.dumps(result.as_dict(), indent=2) if args.json else result.table())
     if args.release:
         audit.append(
             audit.Record(
                 "gate",
                 args.release,
-                args.stage or "-",
+                stage,
                 "ok" if result.passed else "failed",
                 host=args.host or "",
                 reason="; ".join(f"{c.name} {c.value}" for c in result.checks if not c.ok),
@@ -158,24 +169,10 @@ def _gate(args: argparse.Namespace) -> int:
 
 
 def _shadow_check(args: argparse.Namespace) -> int:
-    from quantshift import audit, shadow
+    from quantshift import shadow
 
     result = shadow.check(args.shadow_url, args.primary_url, shadow.ShadowExpectations(args.min_would_be, args.timeout))
-    print(json.dumps(result.as_dict(), indent=2) if args.json else result.table())
-    if args.release:
-        audit.append(
-            audit.Record(
-                "gate",
-                args.release,
-                "shadow",
-                "ok" if result.passed else "failed",
-                host=args.host or "",
-                reason="; ".join(f"{c.name} {c.value}" for c in result.checks if not c.ok),
-                extra=result.as_dict(),
-            ),
-            args.audit_log,
-        )
-    return 0 if result.passed else 1
+    return _report_gate(args, result, "shadow")
 
 
 def _switchover(args: argparse.Namespace) -> int:

@@ -64,16 +64,16 @@ def pid_running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def lab_spec_for(facts: dict[str, Any], lab: settings.LabSettings, dest: Path) -> Path:
+def lab_spec_for(lab: settings.LabSettings, dest: Path) -> Path:
     """The shipped lab spec (inventory/lab/containers.yml) pointed at a private lab: its port, state
     directory, bridge and subnet. Written to `dest`; returns it."""
     root = Path(__file__).resolve().parent.parent
     text = (root / "inventory" / "lab" / "containers.yml").read_text()
     text = (
-        text.replace("port: 8006", f"port: {facts['port']}")
+        text.replace("port: 8006", f"port: {lab.port}")
         .replace("/var/lib/quantshift-lab", str(lab.state_dir))
-        .replace("bridge: qsbr0", f"bridge: {facts['bridge']}")
-        .replace("10.231.7.", facts["subnet"].rsplit(".", 1)[0] + ".")
+        .replace("bridge: qsbr0", f"bridge: {lab.bridge}")
+        .replace("10.231.7.", str(lab.subnet).rsplit(".", 1)[0] + ".")
     )
     dest.write_text(text)
     return dest

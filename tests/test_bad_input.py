@@ -37,7 +37,7 @@ def containers(facts: dict[str, Any]) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("case", cases("specs.yml"), ids=lambda c: c["name"])
 def test_broken_spec_is_refused_and_the_lab_untouched(memory_lab: dict[str, Any], tmp_path: Path, case: dict[str, Any]) -> None:
-    good = labkit.lab_spec_for(memory_lab, memory_lab["settings"], tmp_path / "good.yml").read_text()
+    good = labkit.lab_spec_for(memory_lab["settings"], tmp_path / "good.yml").read_text()
     old, new = case["replace"]
     net = memory_lab["subnet"].rsplit(".", 1)[0]
     old = old.replace("PORT", str(memory_lab["port"])).replace("NET", net)

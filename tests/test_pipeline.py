@@ -13,15 +13,20 @@ from typing import Any
 
 import pytest
 
-from lab import secretscan
+from lab import secretscan, settings
 from tests import labkit
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def lab_env(facts: dict[str, Any], tmp_path: Path) -> dict[str, str]:
-    lab = facts["settings"]
-    spec = labkit.lab_spec_for(facts, lab, tmp_path / "containers.yml")
+    return lab_env_for(facts["settings"], tmp_path)
+
+
+def lab_env_for(lab: settings.LabSettings, tmp_path: Path) -> dict[str, str]:
+    """The environment that points the quantshift command, the inventory and the playbooks at a
+    private lab (its spec written into `tmp_path`, its own audit log there too)."""
+    spec = labkit.lab_spec_for(lab, tmp_path / "containers.yml")
     return os.environ | {
         "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
         "QUANTSHIFT_LAB_SPEC": str(spec),

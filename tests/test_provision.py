@@ -276,7 +276,7 @@ def test_cli_plan_exit_codes_and_destroy_confirmation(prov: dict[str, Any]) -> N
 def test_lab_spec_end_to_end_on_lxc(lxc_lab: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The shipped lab spec, pointed at this test's private lab, ends with SSH into all three containers."""
     facts = lxc_lab
-    path = labkit.lab_spec_for(facts, facts["settings"], tmp_path / "containers.yml")
+    path = labkit.lab_spec_for(facts["settings"], tmp_path / "containers.yml")
     loaded = spec.load(path)
     api = client.connect(loaded.endpoint, client.credentials(loaded.endpoint))  # the token from credentials_file
     node = api.nodes(facts["node"])

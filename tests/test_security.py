@@ -1,8 +1,9 @@
 """Security checks over the repository and the secret scanner itself.
 
-- TLS verification is never switched off: no `verify=False`, `verify_ssl=False`, `validate_certs:
-  false`, `CERT_NONE` or `check_hostname = False` anywhere in the project's files, except in the
-  bad-input corpus, which proves such a spec is refused (tests/test_bad_input.py).
+- TLS verification is never switched off: no argument, option or SSL setting that disables
+  certificate or host name checks (TLS_OFF below) anywhere in the project's files, except in the
+  bad-input corpus, which proves such a spec is refused (tests/test_bad_input.py). The lab has its
+  own CA and every client is given it.
 - The secret scanner finds a planted secret (so a clean scan means something) and names the file
   and the secret, never the value. The e2e pipeline test runs it over every playbook output, the
   audit log and the containers' journals; `make demo` over its logs.
