@@ -153,7 +153,7 @@ def _lease(args: argparse.Namespace) -> int:
     import redis
 
     from bot.config import read_env_file
-    from bot.lease import yield_key
+    from bot.lease import SEPARATOR, holder_of, yield_key
 
     env = read_env_file(args.env_file) if args.env_file else {}
     redis_url, account = args.redis_url or env.get("QS_REDIS_URL"), args.account or env.get("QS_ACCOUNT_ID")
@@ -173,16 +173,16 @@ def _lease(args: argparse.Namespace) -> int:
     elif args.lease_action == "reclaim":
         changed = int(client.srem(key, *symbols))
     yielded = sorted(client.smembers(key))
-    holders = {}
+    holders, tokens = {}, {}
     for raw in client.scan_iter(match=f"qs:lease:{args.account}:*", count=500):
         name = str(raw)
         if name.count(":") == 3 and not name.endswith((":yielded", ":fence")):
-            holders[name.rsplit(":", 1)[1]] = str(client.get(name) or "")
-    print(
-        json.dumps(
-            {"account": args.account, "changed": changed > 0, "yielded": yielded, "holders": dict(sorted(holders.items()))}, indent=2
-        )
-    )
+            value = str(client.get(name) or "")
+            symbol = name.rsplit(":", 1)[1]
+            holders[symbol] = holder_of(value) or ""
+            tokens[symbol] = int(value.rsplit(SEPARATOR, 1)[1]) if SEPARATOR in value else 0
+    doc = {"account": args.account, "changed": changed > 0, "yielded": yielded, "holders": dict(sorted(holders.items()))}
+    print(json.dumps(doc | {"fencing_tokens": dict(sorted(tokens.items()))}, indent=2))
     return 0
 
 

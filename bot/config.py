@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.failpoints import POINTS as FAILPOINTS
 from bot.models import Mode
 
 BROKERS = ("alpaca", "coinbase", "sim")
@@ -65,6 +66,8 @@ class BotConfig:
     bars_lookback: int
     max_retries: int
     broker_timeout_s: float = 10.0  # one broker HTTP call at most; a hung exchange counts as an error, then retried
+    reconcile_every: int = 10  # ticks between reconciliations of orders and positions with the broker
+    failpoints: tuple[str, ...] = ()  # lab chaos tests only: where the bot stops itself (bot.failpoints)
     alpaca: AlpacaSettings | None = None
     coinbase: CoinbaseSettings | None = None
 
@@ -225,6 +228,10 @@ def load(environ: dict[str, str] | None = None) -> BotConfig:
             r.errors.append("COINBASE_BASE_URL is host[:port] only; the SDK always uses https")
         if cfg_coinbase.ca_bundle and not Path(cfg_coinbase.ca_bundle).is_file():
             r.errors.append(f"COINBASE_CA_BUNDLE={cfg_coinbase.ca_bundle} does not exist")
+    failpoints = tuple(p.strip() for p in env.get("QS_FAILPOINTS", "").split(",") if p.strip())
+    unknown = sorted(set(failpoints) - set(FAILPOINTS))
+    if unknown:
+        r.errors.append(f"QS_FAILPOINTS: unknown point(s) {', '.join(unknown)}; known: {', '.join(FAILPOINTS)}")
     redis_url = r.text("QS_REDIS_URL", "redis://127.0.0.1:6379/0")
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         r.errors.append("QS_REDIS_URL must start with redis://, rediss:// or unix://")
@@ -251,6 +258,8 @@ def load(environ: dict[str, str] | None = None) -> BotConfig:
         bars_lookback=int(r.num("QS_BARS_LOOKBACK", "60", 5, 10000, integer=True)),
         max_retries=int(r.num("QS_MAX_RETRIES", "3", 0, 10, integer=True)),
         broker_timeout_s=r.num("QS_BROKER_TIMEOUT_S", "10", 0.1, 300),
+        reconcile_every=int(r.num("QS_RECONCILE_EVERY", "10", 1, 100000, integer=True)),
+        failpoints=failpoints,
         alpaca=cfg_alpaca,
         coinbase=cfg_coinbase,
     )

@@ -1,9 +1,15 @@
 """The trading loop: market data -> strategy -> sizing -> (by mode) an order or a would-be order.
 
-Safety, in the order it is checked: a live order needs the symbol's lease, confirmed by Redis just
-before sending (fail closed); the order's client id is derived from the decision (account, symbol,
-bar, side), written to Redis before it is sent, so a retry or a restart finds it instead of doubling
-it; on start (and on taking a lease) state is reconciled with the broker.
+Safety, in the order it is checked: a live order needs the symbol's lease; its client id is derived
+from the decision (account, symbol, bar, side) and written to Redis as an intent before it is sent,
+by a script that checks the lease's tenure and renews it in the same step (fail closed), so a retry
+or a restart finds the id instead of doubling it. Every later write (order status, position,
+journal) is checked by Redis against the tenure too: a bot paused past its TTL books nothing.
+
+On taking a symbol (and every `reconcile_every` ticks) the bot reconciles with the broker, the truth
+for quantities: orders of ours still unfinished are adopted as the broker has them, and an intent the
+broker has never seen is fenced there (`Broker.burn`) before this bot trades, so the paused holder
+that wrote it can never get it accepted; positions are set to the broker's and a divergence counted.
 """
 
 from __future__ import annotations
@@ -20,17 +26,17 @@ from typing import Any, TypeVar
 import redis
 
 from bot import metrics
-from bot.brokers.base import Broker, BrokerError, OrderRejected
+from bot.brokers.base import Broker, BrokerError, OrderRejected, is_fence_order
 from bot.config import BotConfig
+from bot.failpoints import Failpoints
 from bot.lease import LeaseSet
 from bot.models import BrokerOrder, Mode, OrderRequest, Position, Signal, Trade
-from bot.state import FINAL, State
+from bot.state import FINAL, Fenced, State
 from bot.strategy import MovingAverageCross, Strategy, position_size
 
 log = logging.getLogger("bot")
 T = TypeVar("T")
 PRIOR_WIN_RATE, PRIOR_PAYOFF, PRIOR_TRADES = 0.55, 2.0, 10  # sizing before the journal has enough trades
-RECONCILE_EVERY = 30  # ticks
 
 
 def event(kind: str, **fields: Any) -> None:
@@ -42,13 +48,14 @@ class Engine:
     def __init__(self, cfg: BotConfig, broker: Broker, client: redis.Redis, strategy: Strategy | None = None) -> None:
         self.cfg, self.broker, self.redis = cfg, broker, client
         self.strategy: Strategy = strategy or MovingAverageCross.from_params(cfg.strategy_params)
-        self.state = State(client, cfg.state_account)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{cfg.release}"
         self.leases = (
             LeaseSet(client, cfg.account_id, cfg.lease_symbols, self.owner, cfg.lease_ttl_ms, yields=cfg.mode in (Mode.LIVE, Mode.PAPER))
             if cfg.needs_lease
             else None
         )
+        self.state = State(client, cfg.state_account, self.leases.fence if self.leases else None, cfg.lease_ttl_ms)
+        self.failpoints = Failpoints(cfg.failpoints, lambda name: event("failpoint", name=name, action="SIGSTOP"))
         self.counters = metrics.Counters()
         self.stop = threading.Event()
         # Set by SIGTERM and by the lease heartbeat when it takes a lease: the loop ticks at once, so a
@@ -77,6 +84,8 @@ class Engine:
             began = time.monotonic()
             try:
                 self.tick()
+            except Fenced as err:
+                self._fenced(err)
             except (BrokerError, redis.RedisError, OrderRejected) as err:
                 self._degrade(f"{err.__class__.__name__}: {err}")
             except Exception as err:
@@ -84,6 +93,7 @@ class Engine:
                 event("crashed", release=self.cfg.release, error=f"{err.__class__.__name__}: {err}")
                 self.shutdown()
                 raise
+            self.failpoints.hit("after_tick")
             self.wake.wait(max(0.0, self.cfg.tick_seconds - (time.monotonic() - began)))
             self.wake.clear()
         return self.shutdown()
@@ -107,8 +117,12 @@ class Engine:
             for symbol in held - self._reconciled:
                 self.reconcile(symbol)
                 positions = self.state.positions()
-            if self.counters.ticks % RECONCILE_EVERY == 0:
+            if held and self.counters.ticks % self.cfg.reconcile_every == 0:
                 self._sync_orders(held)
+                broker_positions = self._call(self.broker.positions, "positions")
+                for symbol in sorted(held):
+                    self._reconcile_position(symbol, broker_positions, periodic=True)
+                positions = self.state.positions()
         decided = False
         for symbol in self.cfg.symbols:
             if symbol not in held:
@@ -147,6 +161,15 @@ class Engine:
             )
         else:
             self.status, self.reason = "ready", ""
+
+    def _fenced(self, err: Fenced) -> None:
+        """Redis refused a write: this bot's tenure on the symbol ended (it was paused, or Redis expired
+        the lease). Stop treating the symbol as ours at once; the heartbeat takes it again if it is free."""
+        self.counters.fenced_writes += 1
+        if self.leases is not None:
+            self.leases.lost(err.symbol)
+        self._reconciled.discard(err.symbol)
+        event("fenced", symbol=err.symbol, reason=str(err))
 
     def _degrade(self, reason: str) -> None:
         if (self.status, self.reason) != ("degraded", reason):
@@ -208,12 +231,18 @@ class Engine:
         self._apply_fill(req, BrokerOrder("shadow", req.client_order_id, req.symbol, req.side, req.qty, "filled", req.qty, req.price))
 
     def _send(self, req: OrderRequest) -> None:
-        if self.leases is None or not self.leases.confirm(req.symbol):
-            event("no_order", symbol=req.symbol, reason="lease not confirmed by Redis (fail closed)")
+        if self.leases is None or not self.leases.valid(req.symbol):
+            event("no_order", symbol=req.symbol, reason="lease not held or not confirmed within the TTL (fail closed)")
             return
-        if req.client_order_id in self.state.orders():
-            return  # this decision was already sent (by us before a restart, or by the release before us)
-        self.state.record_intent(req, self.cfg.mode.value, self.cfg.release)
+        self.failpoints.hit("after_lease_check")
+        try:
+            if not self.state.record_intent(req, self.cfg.mode.value, self.cfg.release):
+                return  # this decision was already sent (by us before a restart, or by the release before us)
+        except redis.RedisError as err:
+            event("no_order", symbol=req.symbol, reason=f"redis did not confirm the lease (fail closed): {err.__class__.__name__}")
+            raise
+        self.leases.confirmed(req.symbol)
+        self.failpoints.hit("after_intent")
         began = time.perf_counter()
         try:
             order = self._call(lambda: self.broker.submit(req), f"order {req.client_order_id}")
@@ -227,6 +256,13 @@ class Engine:
             # repeat: the order exists. Adopt it instead of marking it rejected (it would be orphaned).
             event("order_adopted", client_order_id=req.client_order_id, status=found.status, after=str(err))
             order = found
+        self.failpoints.hit("after_answer")
+        if is_fence_order(order):
+            # The bot that took over while we were paused fenced this id: the broker refused our order
+            # (Alpaca) or answered with the fence (Coinbase). Nothing was traded; our tenure is over.
+            self.counters.fenced_orders += 1
+            event("order_fenced", client_order_id=req.client_order_id, symbol=req.symbol, broker_id=order.id)
+            raise Fenced(req.symbol, f"order {req.client_order_id}")
         self.counters.order_ms.append((time.perf_counter() - began) * 1000)
         self.counters.orders_sent += 1
         self.state.update_order(req.client_order_id, status=order.status, broker_id=order.id)
@@ -277,21 +313,9 @@ class Engine:
 
     # --- reconciliation ---------------------------------------------------------------------------
     def reconcile(self, symbol: str) -> None:
-        """Make the state of `symbol` agree with the broker, which is the truth for quantities."""
+        """Make the state of `symbol` agree with the broker, which is the truth for quantities (on taking it)."""
         self._sync_orders({symbol})
-        broker_pos = self._call(self.broker.positions, "positions").get(symbol)
-        mine = self.state.positions().get(symbol)
-        if broker_pos is not None and mine is None:
-            sl, tp = self._protection(symbol, broker_pos.avg_entry_price)
-            self.state.save_position(Position(symbol, broker_pos.qty, broker_pos.avg_entry_price, sl, tp, time.time(), "adopted"))
-            event("reconciled", symbol=symbol, action="adopted the broker's position", qty=broker_pos.qty)
-        elif broker_pos is None and mine is not None:
-            self.state.drop_position(symbol)
-            event("reconciled", symbol=symbol, action="dropped a position the broker no longer has", qty=mine.qty)
-        elif broker_pos is not None and mine is not None and abs(broker_pos.qty - mine.qty) > 1e-9:
-            mine.qty = broker_pos.qty
-            self.state.save_position(mine)
-            event("reconciled", symbol=symbol, action="quantity set to the broker's", qty=broker_pos.qty)
+        self._reconcile_position(symbol, self._call(self.broker.positions, "positions"))
         known = self.state.orders()
         prefix = f"qs-{self.cfg.account_id}-{symbol}-"
         for order in self._call(self.broker.open_orders, "orders"):
@@ -308,6 +332,29 @@ class Engine:
                 event("reconciled", symbol=symbol, action="adopted an open order", client_order_id=order.client_order_id)
         self._reconciled.add(symbol)
 
+    def _reconcile_position(self, symbol: str, broker_positions: dict[str, Any], periodic: bool = False) -> None:
+        """Set Redis's position in `symbol` to the broker's; a difference found while trading is a divergence."""
+        broker_pos = broker_positions.get(symbol)
+        mine = self.state.positions().get(symbol)
+        if broker_pos is not None and mine is None:
+            sl, tp = self._protection(symbol, broker_pos.avg_entry_price)
+            self.state.save_position(Position(symbol, broker_pos.qty, broker_pos.avg_entry_price, sl, tp, time.time(), "adopted"))
+            action, qty = "adopted the broker's position", broker_pos.qty
+        elif broker_pos is None and mine is not None:
+            self.state.drop_position(symbol)
+            action, qty = "dropped a position the broker no longer has", 0.0
+        elif broker_pos is not None and mine is not None and abs(broker_pos.qty - mine.qty) > 1e-9:
+            mine.qty = broker_pos.qty
+            self.state.save_position(mine)
+            action, qty = "quantity set to the broker's", broker_pos.qty
+        else:
+            return
+        if periodic:
+            self.counters.divergences += 1
+            event("divergence", symbol=symbol, redis_qty=mine.qty if mine else 0.0, broker_qty=qty, action=action)
+        else:
+            event("reconciled", symbol=symbol, action=action, qty=qty)
+
     def _protection(self, symbol: str, entry: float) -> tuple[float | None, float | None]:
         s = self.strategy
         if isinstance(s, MovingAverageCross):
@@ -320,15 +367,32 @@ class Engine:
             if doc.get("symbol") not in symbols:
                 continue
             found = self._find(cid)
+            if found is None and doc.get("status") == "intent":
+                # The broker has never seen it. Whoever wrote the intent may be paused right before sending
+                # it: make the id unusable at the broker before this bot trades (its bar has passed anyway).
+                found = self._burn(cid, str(doc["symbol"]))
+                if is_fence_order(found):
+                    self.counters.burned_ids += 1
+                    self.state.update_order(cid, status="fenced", broker_id=found.id)
+                    event("reconciled", client_order_id=cid, action="fenced at the broker an order that never reached it")
+                    continue
             if found is None:
-                if doc.get("status") == "intent":
-                    # It never reached the broker; its bar has passed, so it is not sent again.
-                    self.state.update_order(cid, status="abandoned")
-                    event("reconciled", client_order_id=cid, action="abandoned an order that never reached the broker")
                 continue
             self.state.update_order(cid, status=found.status, broker_id=found.id)
             if found.status in FINAL and doc.get("status") not in FINAL:
                 event("reconciled", client_order_id=cid, action=f"order is {found.status} at the broker")
+
+    def _burn(self, cid: str, symbol: str) -> BrokerOrder:
+        price = self._last_price(symbol)
+        return self._call(lambda: self.broker.burn(cid, symbol, price), f"fence {cid}")
+
+    def _last_price(self, symbol: str) -> float:
+        if symbol not in self.prices:
+            series = self._call(lambda: self.broker.bars((symbol,), 2), "bars").get(symbol) or []
+            if not series:
+                raise BrokerError(f"no price for {symbol}: cannot fence its order ids")
+            self.prices[symbol] = series[-1].c
+        return self.prices[symbol]
 
     def _reached_broker(self, cid: str) -> BrokerOrder | None:
         """After a refusal: did an earlier attempt of this order reach the broker? (Unknown: say no.)"""
@@ -353,12 +417,13 @@ class Engine:
                         self.broker.cancel(str(doc["broker_id"]))
                         self.state.update_order(cid, status="canceled")
                         event("canceled", client_order_id=cid)
-                    except (BrokerError, OrderRejected) as err:
+                    except (BrokerError, OrderRejected, Fenced, redis.RedisError) as err:
                         event("cancel_failed", client_order_id=cid, error=str(err))
             if self.cfg.close_on_shutdown:
                 for symbol, pos in self.state.positions().items():
                     if symbol not in held:
                         continue
+                    # The same fenced path as any order: intent, then send, then book.
                     req = OrderRequest(
                         f"qs-{self.cfg.account_id}-{symbol}-shutdown-{int(time.time())}",
                         symbol,
@@ -368,22 +433,8 @@ class Engine:
                         "close on shutdown",
                     )
                     try:
-                        order = self.broker.close_position(symbol)
-                        if order is not None:
-                            self._apply_fill(
-                                req,
-                                BrokerOrder(
-                                    order.id,
-                                    req.client_order_id,
-                                    symbol,
-                                    "sell",
-                                    pos.qty,
-                                    "filled",
-                                    pos.qty,
-                                    order.filled_avg_price or req.price,
-                                ),
-                            )
-                    except (BrokerError, OrderRejected) as err:
+                        self._send(req)
+                    except (BrokerError, OrderRejected, Fenced, redis.RedisError) as err:
                         event("close_failed", symbol=symbol, error=str(err))
             self.leases.release_all()
         event("stopped", release=self.cfg.release, positions=len(self.state.positions()))
@@ -476,6 +527,30 @@ class Engine:
             ),
             ("quantshift_orders_sent", "orders sent since start", float(c.orders_sent), base),
             ("quantshift_would_be_orders", "shadow orders recorded (never sent) since start", float(c.would_be_orders), base),
+            (
+                "quantshift_fenced_writes",
+                "state writes Redis refused since start: the lease had passed to another tenure",
+                float(c.fenced_writes),
+                base,
+            ),
+            (
+                "quantshift_fenced_orders",
+                "orders the broker refused since start because a new lease holder had fenced their id",
+                float(c.fenced_orders),
+                base,
+            ),
+            (
+                "quantshift_fenced_ids",
+                "order ids of an earlier tenure this bot made unusable at the broker since start",
+                float(c.burned_ids),
+                base,
+            ),
+            (
+                "quantshift_position_divergences",
+                "positions found different from the broker's while trading, and repaired, since start",
+                float(c.divergences),
+                base,
+            ),
             ("quantshift_uptime_seconds", "seconds since start", time.time() - self.started, base),
         ]
         if self.leases is not None:

@@ -1,8 +1,14 @@
 """The single-writer lease: one bot per (account, symbol) may place orders, fenced and fail-closed.
 
-Acquire with SET NX PX plus a fencing token (INCR), renew on a heartbeat only while the value is
-still ours, release only if still ours. Validity is judged on this process's own clock: when Redis
-cannot confirm a renewal within the TTL the lease counts as lost, so no order goes out.
+A lease key holds `OWNER#TOKEN`: the owner (host:pid:release) and the fencing token of this tenure,
+drawn from a per-symbol counter (INCR) in the same atomic step that takes the key. Renew and release
+only while the value is still exactly ours. Validity is judged on this process's own clock: when
+Redis cannot confirm a renewal within the TTL the lease counts as lost, so no order goes out.
+
+A check in this process can always be overtaken by a pause (SIGSTOP, a VM freeze, swap): every state
+write and every order intent is therefore checked again by Redis itself against the tenure's value
+(`bot.state`), and a bot taking over makes the old tenure's unsent order ids unusable at the broker
+(`Engine.reconcile`).
 """
 
 from __future__ import annotations
@@ -17,14 +23,21 @@ import redis
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 # All of a bot's symbols at once or none: two identical bots never split an account between them.
+# Each key gets a new tenure: OWNER#TOKEN, the token from the symbol's fence counter. Returns the tokens.
 _ACQUIRE_ALL = """
+local prefix = ARGV[1] .. '#'
 for _, key in ipairs(KEYS) do
-  local owner = redis.call('get', key)
-  if owner and owner ~= ARGV[1] then return 0 end
+  local value = redis.call('get', key)
+  if value and string.sub(value, 1, #prefix) ~= prefix then return {} end
 end
-for _, key in ipairs(KEYS) do redis.call('set', key, ARGV[1], 'PX', ARGV[2]) end
-return 1
+local tokens = {}
+for i, key in ipairs(KEYS) do
+  tokens[i] = redis.call('incr', key .. ':fence')
+  redis.call('set', key, prefix .. tokens[i], 'PX', ARGV[2])
+end
+return tokens
 """
+SEPARATOR = "#"
 
 
 @dataclass
@@ -34,6 +47,7 @@ class SymbolLease:
     held: bool = False
     token: int = 0  # the fencing token of our current tenure
     confirmed_at: float = 0.0  # monotonic time Redis last confirmed it
+    value: str = ""  # OWNER#TOKEN: what the key holds while this tenure lasts
 
 
 class LeaseSet:
@@ -45,7 +59,7 @@ class LeaseSet:
         self.client, self.owner, self.ttl_ms, self.yields = client, owner, ttl_ms, yields
         self.yield_key = yield_key(account)
         self.yielded: set[str] = set()
-        self.leases = {s: SymbolLease(s, f"qs:lease:{account}:{s}") for s in symbols}
+        self.leases = {s: SymbolLease(s, lease_key(account, s)) for s in symbols}
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._acquire_all = client.register_script(_ACQUIRE_ALL)
@@ -70,34 +84,55 @@ class LeaseSet:
                 for lease in self.leases.values():
                     if lease.symbol in self.yielded:
                         if lease.held:  # handed to whoever takes the slice (a canary)
-                            self._release(keys=[lease.key], args=[self.owner])
+                            self._release(keys=[lease.key], args=[lease.value])
                             lease.held = False
                         continue
                     wanted.append(lease)
                     if lease.held:
-                        if self._renew(keys=[lease.key], args=[self.owner, self.ttl_ms]):
+                        if self._renew(keys=[lease.key], args=[lease.value, self.ttl_ms]):
                             lease.confirmed_at = time.monotonic()
                         else:
                             lease.held = False  # someone else has it now: stop at once
                 missing = [lease for lease in wanted if not lease.held]
                 if missing and len(missing) == len(wanted):
-                    if self._acquire_all(keys=[lease.key for lease in missing], args=[self.owner, self.ttl_ms]):
-                        self._took(missing)
+                    self._take(missing)
                 else:
-                    for lease in missing:
-                        if self.client.set(lease.key, self.owner, nx=True, px=self.ttl_ms):
-                            self._took([lease])
+                    for lease in missing:  # a slice came back: take it symbol by symbol
+                        self._take([lease])
             self.redis_ok = True
         except redis.RedisError:
             self.redis_ok = False
 
-    def _took(self, leases: list[SymbolLease]) -> None:
+    def _take(self, leases: list[SymbolLease]) -> None:
+        tokens = self._acquire_all(keys=[lease.key for lease in leases], args=[self.owner, self.ttl_ms])
+        if not tokens:
+            return
         now = time.monotonic()
-        for lease in leases:
-            lease.token = int(self.client.incr(lease.key + ":fence"))
+        for lease, token in zip(leases, tokens, strict=True):
+            lease.token, lease.value = int(token), f"{self.owner}{SEPARATOR}{int(token)}"
             lease.held, lease.confirmed_at = True, now
         if self.on_acquire is not None:
             self.on_acquire()
+
+    def fence(self, symbol: str) -> tuple[str, str] | None:
+        """(key, OWNER#TOKEN) of our tenure on `symbol`, for writes Redis checks against it; None if not held."""
+        lease = self.leases.get(symbol)
+        if lease is None or not lease.held:
+            return None
+        return lease.key, lease.value
+
+    def confirmed(self, symbol: str) -> None:
+        """Redis renewed `symbol`'s lease as part of a fenced write (an order intent)."""
+        lease = self.leases.get(symbol)
+        if lease is not None:
+            lease.confirmed_at = time.monotonic()
+
+    def lost(self, symbol: str) -> None:
+        """Redis refused a fenced write: the tenure is over, whatever this process believed."""
+        lease = self.leases.get(symbol)
+        if lease is not None:
+            with self._lock:
+                lease.held = False
 
     def valid(self, symbol: str) -> bool:
         """Held and confirmed by Redis within the TTL (with a margin): only then may an order go out."""
@@ -113,7 +148,7 @@ class LeaseSet:
             return False
         try:
             with self._lock:
-                ok = bool(self._renew(keys=[lease.key], args=[self.owner, self.ttl_ms]))
+                ok = bool(self._renew(keys=[lease.key], args=[lease.value, self.ttl_ms]))
                 if ok:
                     lease.confirmed_at = time.monotonic()
                 else:
@@ -128,9 +163,10 @@ class LeaseSet:
         return [s for s in self.leases if self.valid(s)]
 
     def holders(self) -> dict[str, str | None]:
+        """Symbol -> the owner holding it now (without the tenure's token), or None."""
         try:
             return {
-                s: (v.decode() if isinstance(v, bytes) else v)
+                s: holder_of(v.decode() if isinstance(v, bytes) else v)
                 for s, v in zip(self.leases, self.client.mget([lease.key for lease in self.leases.values()]), strict=True)
             }
         except redis.RedisError:
@@ -157,7 +193,7 @@ class LeaseSet:
             with self._lock:
                 if lease.held:
                     try:
-                        self._release(keys=[lease.key], args=[self.owner])
+                        self._release(keys=[lease.key], args=[lease.value])
                     except redis.RedisError:
                         pass  # it expires on its own within the TTL
                     lease.held = False
@@ -166,3 +202,13 @@ class LeaseSet:
 def yield_key(account: str) -> str:
     """The Redis set of symbols the primary of `account` leaves to others (a canary's slice)."""
     return f"qs:lease:{account}:yielded"
+
+
+def holder_of(value: str | None) -> str | None:
+    """The owner part of a lease key's OWNER#TOKEN value."""
+    return None if value is None else value.rsplit(SEPARATOR, 1)[0]
+
+
+def lease_key(account: str, symbol: str) -> str:
+    """The Redis key of one symbol's single-writer lease on `account`."""
+    return f"qs:lease:{account}:{symbol}"

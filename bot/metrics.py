@@ -69,6 +69,10 @@ class Counters:
     orders_sent: int = 0
     would_be_orders: int = 0
     ticks: int = 0
+    fenced_writes: int = 0  # state writes Redis refused (the lease had passed on)
+    fenced_orders: int = 0  # orders the broker refused because a new holder had fenced their id
+    burned_ids: int = 0  # order ids of an earlier tenure fenced at the broker on taking over
+    divergences: int = 0  # positions repaired to the broker's by the periodic reconciliation
 
     def call(self, failed: bool) -> None:
         self.calls.append(failed)

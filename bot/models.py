@@ -58,6 +58,7 @@ class BrokerOrder:
     filled_qty: float = 0.0
     filled_avg_price: float | None = None
     protective: bool = False  # a stop-loss / take-profit leg: it stays when the bot stops
+    type: str = "market"  # the bot sends market orders; a limit order under its id is a fence (see Broker.burn)
 
 
 @dataclass

@@ -5,12 +5,20 @@ Keys (ACCOUNT is `id`, or `id:shadow` for a shadow's would-be book):
   qs:ACCOUNT:orders      hash client_order_id -> order JSON (status intent|open|filled|canceled|rejected|abandoned)
   qs:ACCOUNT:journal     stream of closed trades
   qs:ACCOUNT:wouldbe     stream of a shadow's would-be orders
+
+Fencing: a bot that trades under leases writes a symbol's positions, orders and journal only through
+a Lua script that first checks, inside Redis, that the symbol's lease key still holds this bot's
+tenure (OWNER#TOKEN). A bot paused past its TTL can resume mid-write: Redis refuses the write
+(`Fenced`) because the key now names another tenure, so it never books what it read before. The
+order intent also renews the lease in the same step, so the check before an order costs one round
+trip. A shadow, which holds no lease, writes unfenced into its own would-be book.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -18,13 +26,57 @@ import redis
 
 from bot.models import OrderRequest, Position, Trade
 
-FINAL = {"filled", "canceled", "rejected", "abandoned", "expired"}
+# "fenced": an order id the bot taking over made unusable at the broker (it never reached the broker
+# under the old tenure, and now it never will).
+FINAL = {"filled", "canceled", "rejected", "abandoned", "expired", "fenced"}
+
+# KEYS[1] the lease key (or '' unfenced), KEYS[2] the hash or stream; ARGV: expected lease value, op, field, value[, ttl].
+_FENCED_WRITE = """
+if ARGV[1] ~= '' and redis.call('get', KEYS[1]) ~= ARGV[1] then return -1 end
+local op = ARGV[2]
+if op == 'intent' then
+  if redis.call('hexists', KEYS[2], ARGV[3]) == 1 then return 0 end
+  redis.call('hset', KEYS[2], ARGV[3], ARGV[4])
+  if ARGV[1] ~= '' then redis.call('pexpire', KEYS[1], ARGV[5]) end
+elseif op == 'hset' then redis.call('hset', KEYS[2], ARGV[3], ARGV[4])
+elseif op == 'hdel' then redis.call('hdel', KEYS[2], ARGV[3])
+elseif op == 'xadd' then redis.call('xadd', KEYS[2], 'MAXLEN', '~', '100000', '*', ARGV[3], ARGV[4])
+end
+return 1
+"""
+
+Fence = Callable[[str], tuple[str, str] | None]  # symbol -> (lease key, OWNER#TOKEN), None when not held
+
+
+class Fenced(RuntimeError):
+    """Redis refused a state write: the symbol's lease no longer names this bot's tenure."""
+
+    def __init__(self, symbol: str, what: str) -> None:
+        super().__init__(f"{what} for {symbol} refused: the lease is no longer ours (another tenure holds it)")
+        self.symbol = symbol
 
 
 class State:
-    def __init__(self, client: redis.Redis, account: str) -> None:
+    def __init__(self, client: redis.Redis, account: str, fence: Fence | None = None, lease_ttl_ms: int = 0) -> None:
+        """`fence`: give it for a bot that trades under leases; every write is then checked by Redis."""
         self.r = client
         self.prefix = f"qs:{account}"
+        self.fence, self.lease_ttl_ms = fence, lease_ttl_ms
+        self._write = client.register_script(_FENCED_WRITE)
+
+    def _fenced(self, symbol: str, name: str, op: str, field: str, value: str, what: str) -> bool:
+        lease_key, expected = "", ""
+        if self.fence is not None:
+            found = self.fence(symbol)
+            if found is None:
+                raise Fenced(symbol, what)
+            lease_key, expected = found
+        result = int(
+            self._write(keys=[lease_key or self._k("nolease"), self._k(name)], args=[expected, op, field, value, self.lease_ttl_ms])
+        )
+        if result < 0:
+            raise Fenced(symbol, what)
+        return result == 1
 
     def _k(self, name: str) -> str:
         return f"{self.prefix}:{name}"
@@ -35,22 +87,23 @@ class State:
         return {_s(k): Position(**json.loads(v)) for k, v in raw.items()}
 
     def save_position(self, pos: Position) -> None:
-        self.r.hset(self._k("positions"), pos.symbol, json.dumps(pos.to_dict()))
+        self._fenced(pos.symbol, "positions", "hset", pos.symbol, json.dumps(pos.to_dict()), "position update")
 
     def drop_position(self, symbol: str) -> None:
-        self.r.hdel(self._k("positions"), symbol)
+        self._fenced(symbol, "positions", "hdel", symbol, "", "position removal")
 
     # --- orders -----------------------------------------------------------------------------------
-    def record_intent(self, req: OrderRequest, mode: str, release: str) -> None:
-        """Written before the order is sent: after a crash, reconcile asks the broker about it."""
+    def record_intent(self, req: OrderRequest, mode: str, release: str) -> bool:
+        """Written before the order is sent (after a crash, reconcile asks the broker about it); renews the
+        lease in the same step. False: this decision was recorded before (by us, or the release before us)."""
         doc = asdict(req) | {"status": "intent", "broker_id": None, "mode": mode, "release": release, "created": time.time()}
-        self.r.hset(self._k("orders"), req.client_order_id, json.dumps(doc))
+        return self._fenced(req.symbol, "orders", "intent", req.client_order_id, json.dumps(doc), "order intent")
 
     def update_order(self, cid: str, **fields: Any) -> None:
         raw = self.r.hget(self._k("orders"), cid)
         doc = json.loads(raw) if raw else {"client_order_id": cid}
         doc.update(fields, updated=time.time())
-        self.r.hset(self._k("orders"), cid, json.dumps(doc))
+        self._fenced(str(doc.get("symbol", "")), "orders", "hset", cid, json.dumps(doc), f"order {cid}")
 
     def orders(self) -> dict[str, dict[str, Any]]:
         return {_s(k): json.loads(v) for k, v in self.r.hgetall(self._k("orders")).items()}
@@ -61,7 +114,7 @@ class State:
     # --- journal ----------------------------------------------------------------------------------
     def journal(self, trade: Trade) -> None:
         doc = asdict(trade) | {"pnl": trade.pnl, "ret": trade.ret}
-        self.r.xadd(self._k("journal"), {"trade": json.dumps(doc)}, maxlen=100_000, approximate=True)
+        self._fenced(trade.symbol, "journal", "xadd", "trade", json.dumps(doc), "trade journal")
 
     def trades(self, count: int = 10_000) -> list[dict[str, Any]]:
         return self._stream("journal", "trade", count)

@@ -31,7 +31,7 @@ class AlpacaApi:
         found = self.keys.get(key)
         if found is None or not hmac.compare_digest(found[0], secret):
             raise ApiError(401, "unauthorized.")
-        req.user = found[1]
+        req.user, req.principal = found[1], key
         self.ex.faults.apply()
 
     # --- JSON shapes ---------------------------------------------------------------------------------
@@ -204,7 +204,9 @@ class AlpacaApi:
                 stop_price=float(p["stop_price"]) if p.get("stop_price") else None,
                 take_profit=tp,
                 stop_loss=stop,
+                sender=req.principal,
             )
+            ex.faults.hold_answer()
             return self.order_json(order)
 
         @r.route("GET", "/v2/orders")
@@ -271,6 +273,10 @@ class AlpacaApi:
         @r.route("POST", "/lab/faults")
         def faults(req: Request) -> Any:
             return {"faults": ex.faults.configure(req.params)}
+
+        @r.route("GET", "/lab/orders")
+        def ledger(req: Request) -> Any:
+            return ex.ledger()
 
         @r.route("POST", "/lab/clock")
         def set_clock(req: Request) -> Any:

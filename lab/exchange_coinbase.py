@@ -59,7 +59,7 @@ class CoinbaseApi:
         expected = f"{req.method} {req.headers.get('host', '')}{req.path}"
         if claims.get("sub") != kid or claims.get("uri") != expected:
             raise ApiError(401, "JWT does not match this request (sub/uri)")
-        req.user = book
+        req.user, req.principal = book, kid
         self.ex.faults.apply()
 
     def order_json(self, o: Order) -> dict[str, Any]:
@@ -160,7 +160,7 @@ class CoinbaseApi:
             try:
                 if kind == "market_market_ioc":
                     qty = float(body["base_size"]) if "base_size" in body else round(float(body["quote_size"]) / ex.price(product), 8)
-                    order = ex.submit(book, client_order_id=cid, symbol=product, side=side, qty=qty)
+                    order = ex.submit(book, client_order_id=cid, symbol=product, side=side, qty=qty, sender=req.principal)
                 elif kind == "limit_limit_gtc":
                     order = ex.submit(
                         book,
@@ -171,6 +171,7 @@ class CoinbaseApi:
                         type_="limit",
                         time_in_force="gtc",
                         limit_price=float(body["limit_price"]),
+                        sender=req.principal,
                     )
                 else:
                     raise ApiError(400, f"unsupported order_configuration {kind!r}")
@@ -189,6 +190,7 @@ class CoinbaseApi:
                         "preview_failure_reason": "UNKNOWN_PREVIEW_FAILURE_REASON",
                     },
                 }
+            ex.faults.hold_answer()
             return {
                 "success": True,
                 "success_response": {"order_id": order.id, "product_id": product, "side": side.upper(), "client_order_id": cid},
@@ -270,3 +272,7 @@ class CoinbaseApi:
         def faults(req: Request) -> Any:
             ex.faults.configure(req.params)
             return {"ok": True, "at": time.time()}
+
+        @r.route("GET", "/lab/orders")
+        def ledger(req: Request) -> Any:
+            return ex.ledger()

@@ -16,6 +16,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from lab import pki, settings
 from lab.exchange_alpaca import AlpacaApi
@@ -26,6 +27,11 @@ from lab.market import Clock, Market
 
 def _alpaca_error(err: ApiError) -> dict[str, object]:
     return {"code": err.status * 100000 + 1, "message": err.message}
+
+
+def _keys(account: dict[str, Any]) -> list[dict[str, Any]]:
+    """An account's API keys: its own and, in labs made since it existed, the standby host's."""
+    return [account] + ([account["standby"]] if account.get("standby") else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     servers: list[JsonServer] = []
 
     alpaca_ex = Exchange(market, clock, {name: acct["cash"] for name, acct in conf["alpaca"].items()})
-    alpaca = AlpacaApi(alpaca_ex, {a["key_id"]: (a["secret_key"], name) for name, a in conf["alpaca"].items()}, conf["admin_token"])
+    alpaca_keys = {k["key_id"]: (k["secret_key"], name) for name, a in conf["alpaca"].items() for k in _keys(a)}
+    alpaca = AlpacaApi(alpaca_ex, alpaca_keys, conf["admin_token"])
     for host in args.bind or ["127.0.0.1"]:
         servers.append(
             JsonServer((host, lab.alpaca_port), alpaca.router, alpaca.authenticate, envelope=lambda d: d, error_body=_alpaca_error)
@@ -52,9 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cert, key = pki.issue_server_cert(lab.pki_dir, "exchange", ["127.0.0.1", "localhost", str(lab.gateway)])
     coinbase_ex = Exchange(market, clock, {name: acct["cash"] for name, acct in conf["coinbase"].items()})
-    coinbase = CoinbaseApi(
-        coinbase_ex, {a["key_name"]: (a["public_key"], name) for name, a in conf["coinbase"].items()}, conf["admin_token"]
-    )
+    coinbase_keys = {k["key_name"]: (k["public_key"], name) for name, a in conf["coinbase"].items() for k in _keys(a)}
+    coinbase = CoinbaseApi(coinbase_ex, coinbase_keys, conf["admin_token"])
     for host in args.bind or ["127.0.0.1"]:
         server = JsonServer(
             (host, lab.coinbase_port), coinbase.router, coinbase.authenticate, envelope=lambda d: d, error_body=coinbase.error_body

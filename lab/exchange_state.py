@@ -39,6 +39,8 @@ class Order:
     canceled_at: float | None = None
     legs: list[Order] = field(default_factory=list)
     parent: str | None = None
+    sender: str = ""  # the API key that placed it
+    accepted_at: float = 0.0  # wall-clock time the exchange accepted it (chaos tests compare it with lease history)
 
 
 @dataclass
@@ -49,16 +51,18 @@ class Book:
     orders: dict[str, Order] = field(default_factory=dict)
     by_client_id: dict[str, str] = field(default_factory=dict)
     received: int = 0  # order requests that reached the exchange (accepted or not)
+    history: list[tuple[float, str, float]] = field(default_factory=list)  # (wall time, symbol, position qty after a fill)
 
 
 @dataclass
 class Faults:
-    """Switches for tests: answer 5xx, add latency, or hang past the client's timeout."""
+    """Switches for tests: answer 5xx, add latency, hang past the client's timeout, or answer orders late."""
 
     error_rate: float = 0.0
     status: int = 503
     latency_ms: float = 0.0
     hang_s: float = 0.0
+    answer_ms: float = 0.0  # an accepted order's answer is held back this long (the order is in flight for the client)
     remaining: int = -1  # how many requests the faults apply to (-1: until cleared)
     rng: random.Random = field(default_factory=lambda: random.Random(1))
 
@@ -68,12 +72,14 @@ class Faults:
         self.status = int(params.get("status", 503))
         self.latency_ms = float(params.get("latency_ms", 0))
         self.hang_s = float(params.get("hang_s", 0))
+        self.answer_ms = float(params.get("answer_ms", 0))
         self.remaining = int(params.get("count", -1))
         return {
             "error_rate": self.error_rate,
             "status": self.status,
             "latency_ms": self.latency_ms,
             "hang_s": self.hang_s,
+            "answer_ms": self.answer_ms,
             "count": self.remaining,
         }
 
@@ -88,6 +94,11 @@ class Faults:
             time.sleep(self.hang_s)
         if self.error_rate and self.rng.random() < self.error_rate:
             raise ApiError(self.status, "injected fault (lab switch)")
+
+    def hold_answer(self) -> None:
+        """After an order is accepted: keep its answer back (outside the exchange's lock)."""
+        if self.answer_ms:
+            time.sleep(self.answer_ms / 1000)
 
 
 def require_admin(req: Request, token: str) -> bool:
@@ -129,6 +140,7 @@ class Exchange:
         stop_price: float | None = None,
         take_profit: float | None = None,
         stop_loss: float | None = None,
+        sender: str = "",
     ) -> Order:
         with self.lock:
             book.received += 1
@@ -157,6 +169,8 @@ class Exchange:
                 limit_price=limit_price,
                 stop_price=stop_price,
                 order_class="bracket" if take_profit or stop_loss else "simple",
+                sender=sender,
+                accepted_at=time.time(),
             )
             exit_side = "sell" if side == "buy" else "buy"
             for suffix, kind, level in (("tp", "limit", take_profit), ("sl", "stop", stop_loss)):
@@ -195,6 +209,7 @@ class Exchange:
 
     def _fill(self, book: Book, order: Order, price: float) -> None:
         qty, entry = book.positions.get(order.symbol, [0.0, 0.0])
+        book.history.append((time.time(), order.symbol, qty + order.qty if order.side == "buy" else max(qty - order.qty, 0.0)))
         if order.side == "buy":
             total = qty + order.qty
             book.positions[order.symbol] = [total, (qty * entry + order.qty * price) / total]
@@ -284,6 +299,33 @@ class Exchange:
 
     def equity(self, book: Book) -> float:
         return book.cash + sum(q * self.price(s) for s, (q, _) in book.positions.items())
+
+    def ledger(self) -> dict[str, Any]:
+        """Every order each account accepted (who sent it, when) and its position history: what chaos tests audit."""
+        with self.lock:
+            return {
+                name: {
+                    "orders": [
+                        {
+                            "id": o.id,
+                            "client_order_id": o.client_order_id,
+                            "symbol": o.symbol,
+                            "side": o.side,
+                            "qty": o.qty,
+                            "type": o.type,
+                            "status": o.status,
+                            "sender": o.sender,
+                            "accepted_at": o.accepted_at,
+                            "filled_qty": o.filled_qty,
+                        }
+                        for o in b.orders.values()
+                        if o.parent is None
+                    ],
+                    "positions": {s: q for s, (q, _) in b.positions.items()},
+                    "history": [{"t": t, "symbol": s, "qty": q} for t, s, q in b.history],
+                }
+                for name, b in self.books.items()
+            }
 
     def stats(self) -> dict[str, Any]:
         with self.lock:

@@ -37,6 +37,7 @@ class Request:
     cookies: dict[str, str]
     body: bytes = b""
     user: str = ""
+    principal: str = ""  # which credential authenticated the request (an API key id or name)
     vars: dict[str, str] = field(default_factory=dict)
 
 

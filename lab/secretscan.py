@@ -17,12 +17,15 @@ def secrets_of(facts: dict[str, Any]) -> dict[str, str]:
         if facts.get(key):
             out[key] = str(facts[key])
     for account, keys in (facts.get("alpaca") or {}).items():
-        out[f"alpaca {account} secret_key"] = str(keys["secret_key"])
+        for label, k in (("", keys), (" standby", keys.get("standby") or {})):
+            if k.get("secret_key"):
+                out[f"alpaca {account}{label} secret_key"] = str(k["secret_key"])
     for account, keys in (facts.get("coinbase") or {}).items():
-        pem = str(keys.get("private_key") or keys.get("api_secret") or "")
-        body = [line for line in pem.splitlines() if line and not line.startswith("-----")]
-        for n, line in enumerate(body):  # a PEM leaks line by line (logs wrap and escape newlines)
-            out[f"coinbase {account} private key line {n + 1}"] = line
+        for label, k in (("", keys), (" standby", keys.get("standby") or {})):
+            pem = str(k.get("private_key") or k.get("api_secret") or "")
+            body = [line for line in pem.splitlines() if line and not line.startswith("-----")]
+            for n, line in enumerate(body):  # a PEM leaks line by line (logs wrap and escape newlines)
+                out[f"coinbase {account}{label} private key line {n + 1}"] = line
     redis_url = str(facts.get("redis_url") or "")
     if "@" in redis_url and ":" in redis_url.split("@")[0]:
         out["redis password"] = redis_url.split("@")[0].rsplit(":", 1)[1]

@@ -226,7 +226,10 @@ def _wait_port(lab: settings.LabSettings, proc: subprocess.Popen[bytes], log: Pa
 
 
 def _ensure_exchange_accounts(lab: settings.LabSettings) -> None:
-    """exchanges.json (0600): API keys for a paper and a live account on each lab exchange."""
+    """exchanges.json (0600): API keys for a paper and a live account on each lab exchange.
+
+    Each account has a second key, `standby`, as an operator gives each bot host its own revocable key:
+    the exchange records which key placed each order, so chaos tests can tell two bots apart."""
     import secrets as pysecrets
 
     from cryptography.hazmat.primitives import serialization
@@ -241,14 +244,13 @@ def _ensure_exchange_accounts(lab: settings.LabSettings) -> None:
         "alpaca": {},
         "coinbase": {},
     }
-    for account in ("paper", "live"):
-        conf["alpaca"][account] = {
-            "key_id": f"LAB{account.upper()}{pysecrets.token_hex(6).upper()}",
-            "secret_key": pysecrets.token_urlsafe(30),
-            "cash": 100_000.0,
-        }
+
+    def alpaca_key(account: str) -> dict[str, str]:
+        return {"key_id": f"LAB{account.upper()}{pysecrets.token_hex(6).upper()}", "secret_key": pysecrets.token_urlsafe(30)}
+
+    def coinbase_key(account: str) -> dict[str, str]:
         key = ec.generate_private_key(ec.SECP256R1())
-        conf["coinbase"][account] = {
+        return {
             "key_name": f"organizations/quantshift-lab/apiKeys/{account}-{pysecrets.token_hex(8)}",
             "private_key": key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -256,8 +258,11 @@ def _ensure_exchange_accounts(lab: settings.LabSettings) -> None:
             "public_key": key.public_key()
             .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
             .decode(),
-            "cash": 100_000.0,
         }
+
+    for account in ("paper", "live"):
+        conf["alpaca"][account] = alpaca_key(account) | {"cash": 100_000.0, "standby": alpaca_key(account)}
+        conf["coinbase"][account] = coinbase_key(account) | {"cash": 100_000.0, "standby": coinbase_key(account)}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(conf, fh, indent=1)
@@ -385,10 +390,19 @@ def _exchange_facts(lab: settings.LabSettings) -> dict[str, Any]:
         "exchange_admin_token": conf["admin_token"],
         "alpaca_url": f"http://{lab.host}:{lab.alpaca_port}",
         "alpaca_url_from_containers": f"http://{lab.gateway}:{lab.alpaca_port}",
-        "alpaca": {name: {"key_id": a["key_id"], "secret_key": a["secret_key"]} for name, a in conf["alpaca"].items()},
+        "alpaca": {
+            name: {"key_id": a["key_id"], "secret_key": a["secret_key"], "standby": a.get("standby")} for name, a in conf["alpaca"].items()
+        },
         "coinbase_base_url": f"{lab.host}:{lab.coinbase_port}",
         "coinbase_base_url_from_containers": f"{lab.gateway}:{lab.coinbase_port}",
-        "coinbase": {name: {"key_name": a["key_name"], "private_key": a["private_key"]} for name, a in conf["coinbase"].items()},
+        "coinbase": {
+            name: {
+                "key_name": a["key_name"],
+                "private_key": a["private_key"],
+                "standby": {k: v for k, v in a["standby"].items() if k != "public_key"} if a.get("standby") else None,
+            }
+            for name, a in conf["coinbase"].items()
+        },
         "exchange_ca_cert": str(lab.ca_cert),
         "redis_url": f"redis://quantshift:{conf['redis_password']}@{lab.host}:{lab.redis_port}/0",
         "redis_url_from_containers": f"redis://quantshift:{conf['redis_password']}@{lab.gateway}:{lab.redis_port}/0",

@@ -192,12 +192,15 @@ def test_restart_recovers_positions_and_never_doubles(redis_url: str) -> None:
     second.tick()  # same bar again: the same decision id must not be sent twice
     assert second.state.positions().keys() == held.keys()
     assert broker.submits == sent
-    # an order written as intent but lost before reaching the broker is abandoned, not resent
+    # an order written as intent but lost before reaching the broker is never resent, and its id is
+    # fenced at the broker (a canceled limit order holds it) so whoever wrote it can never send it
     from bot.models import OrderRequest
 
     second.state.record_intent(OrderRequest("qs-acct-AAA-1-buy", "AAA", "buy", 1, 1, "lost"), "live", "r")
     second._sync_orders({"AAA"})
-    assert second.state.orders()["qs-acct-AAA-1-buy"]["status"] == "abandoned" and broker.submits == sent
+    assert second.state.orders()["qs-acct-AAA-1-buy"]["status"] == "fenced" and broker.submits == sent
+    fence = broker.orders["qs-acct-AAA-1-buy"]
+    assert (fence.type, fence.status, fence.filled_qty) == ("limit", "canceled", 0.0)
 
 
 def test_metric_formulas() -> None:

@@ -13,9 +13,9 @@ from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
-from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
+from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
 
-from bot.brokers.base import BrokerError, OrderRejected
+from bot.brokers.base import BURN_PRICE_FRACTION, BrokerError, OrderRejected
 from bot.config import AlpacaSettings
 from bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest
 
@@ -125,9 +125,32 @@ class AlpacaBroker:
     def close_position(self, symbol: str) -> BrokerOrder | None:
         return _order(_guard(lambda: self.trading.close_position(symbol), f"close {symbol}"))
 
+    def burn(self, client_order_id: str, symbol: str, price: float) -> BrokerOrder:
+        """One share bid at half the last price, canceled at once: Alpaca refuses the id from then on (422)."""
+        fence = LimitOrderRequest(
+            symbol=symbol,
+            qty=1,
+            side=OrderSide.BUY,
+            time_in_force=TimeInForce.DAY,
+            limit_price=max(0.01, round(price * BURN_PRICE_FRACTION, 2)),
+            client_order_id=client_order_id,
+        )
+        try:
+            order = _order(_guard(lambda: self.trading.submit_order(fence), f"fence {client_order_id}"))
+        except OrderRejected as err:
+            found = self.find(client_order_id) if "client_order_id" in str(err) else None
+            if found is None:
+                raise
+            return found  # the id was used before the fence arrived: that order holds it
+        if order.status == "new":
+            self.cancel(order.id)
+            order.status = "canceled"
+        return order
+
 
 def _order(o: Any, protective: bool = False) -> BrokerOrder:
     status = str(o.status.value if hasattr(o.status, "value") else o.status)
+    kind = getattr(o, "order_type", None) or getattr(o, "type", None)
     return BrokerOrder(
         id=str(o.id),
         client_order_id=o.client_order_id,
@@ -138,4 +161,5 @@ def _order(o: Any, protective: bool = False) -> BrokerOrder:
         filled_qty=float(o.filled_qty or 0),
         filled_avg_price=float(o.filled_avg_price) if o.filled_avg_price else None,
         protective=protective,
+        type=str(getattr(kind, "value", kind) or "market"),
     )

@@ -6,13 +6,14 @@ keep an entry price, so a position adopted from the broker takes the current pri
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import requests
 from coinbase.rest import RESTClient
 
-from bot.brokers.base import BrokerError, OrderRejected
+from bot.brokers.base import BURN_PRICE_FRACTION, BrokerError, OrderRejected, is_fence_order
 from bot.config import CoinbaseSettings
 from bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest
 
@@ -127,6 +128,35 @@ class CoinbaseBroker:
     def cancel(self, order_id: str) -> None:
         _guard(lambda: self.client.cancel_orders([order_id]), f"cancel {order_id}")
 
+    def burn(self, client_order_id: str, symbol: str, price: float) -> BrokerOrder:
+        """About $2 bid at half the last price, canceled at once. Coinbase does not refuse a repeated id:
+        it answers with the order that already has it, so a later order with the id is never created."""
+        limit = price * BURN_PRICE_FRACTION
+        product = _d(_guard(lambda: self.client.get_product(symbol), f"product {symbol}"))
+        step = float(product.get("base_increment") or "0.00000001")
+        size = max(float(product.get("base_min_size") or 0), math.ceil(2.0 / limit / step) * step)
+        quote_step = float(product.get("quote_increment") or "0.01")
+        doc = _d(
+            _guard(
+                lambda: self.client.limit_order_gtc_buy(
+                    client_order_id=client_order_id,
+                    product_id=symbol,
+                    base_size=_decimal(size, step),
+                    limit_price=_decimal(math.floor(limit / quote_step) * quote_step, quote_step),
+                ),
+                f"fence {client_order_id}",
+            )
+        )
+        if not doc.get("success"):
+            err = doc.get("error_response") or {}
+            raise OrderRejected(f"fence {client_order_id}: {err.get('error')}: {err.get('message')}")
+        order_id = doc["success_response"]["order_id"]
+        order = _order(_d(_guard(lambda: self.client.get_order(order_id), "order lookup"))["order"])
+        if is_fence_order(order) and order.status == "new":
+            self.cancel(order.id)
+            order.status = "canceled"
+        return order
+
     def close_position(self, symbol: str) -> BrokerOrder | None:
         pos = self.positions().get(symbol)
         if pos is None:
@@ -136,9 +166,16 @@ class CoinbaseBroker:
         return self.submit(OrderRequest(f"close-{uuid.uuid4()}", symbol, "sell", pos.qty, self._price(symbol), "close"))
 
 
+def _decimal(value: float, step: float) -> str:
+    """`value` written with as many decimals as `step` has (the product's increments)."""
+    places = max(0, -math.floor(math.log10(step))) if step < 1 else 0
+    return f"{value:.{places}f}"
+
+
 def _order(o: dict[str, Any]) -> BrokerOrder:
     config = o.get("order_configuration") or {}
     body: dict[str, Any] = next(iter(config.values()), {}) if config else {}
+    kind = next(iter(config), "market_market_ioc") if config else "market_market_ioc"
     avg = o.get("average_filled_price")
     return BrokerOrder(
         id=o["order_id"],
@@ -149,4 +186,5 @@ def _order(o: dict[str, Any]) -> BrokerOrder:
         status=_STATUS.get(o["status"], o["status"].lower()),
         filled_qty=float(o.get("filled_size") or 0),
         filled_avg_price=float(avg) if avg and float(avg) > 0 else None,
+        type=kind.split("_", 1)[0],  # market_market_ioc -> market, limit_limit_gtc -> limit
     )

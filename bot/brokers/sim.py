@@ -86,6 +86,15 @@ class SimBroker:
             if order.id == order_id and order.status == "new":
                 order.status = "canceled"
 
+    def burn(self, client_order_id: str, symbol: str, price: float) -> BrokerOrder:
+        with self._lock:
+            existing = self.orders.get(client_order_id)
+            if existing is not None:
+                return existing
+            fence = BrokerOrder(str(uuid.uuid4()), client_order_id, symbol, "buy", 1.0, "canceled", type="limit")
+            self.orders[client_order_id] = fence
+            return fence
+
     def close_position(self, symbol: str) -> BrokerOrder | None:
         pos = self._positions.get(symbol)
         if pos is None:
