@@ -336,6 +336,7 @@ class Engine:
         """Set Redis's position in `symbol` to the broker's; a difference found while trading is a divergence."""
         broker_pos = broker_positions.get(symbol)
         mine = self.state.positions().get(symbol)
+        booked = mine.qty if mine else 0.0
         if broker_pos is not None and mine is None:
             sl, tp = self._protection(symbol, broker_pos.avg_entry_price)
             self.state.save_position(Position(symbol, broker_pos.qty, broker_pos.avg_entry_price, sl, tp, time.time(), "adopted"))
@@ -351,7 +352,7 @@ class Engine:
             return
         if periodic:
             self.counters.divergences += 1
-            event("divergence", symbol=symbol, redis_qty=mine.qty if mine else 0.0, broker_qty=qty, action=action)
+            event("divergence", symbol=symbol, redis_qty=booked, broker_qty=qty, action=action)
         else:
             event("reconciled", symbol=symbol, action=action, qty=qty)
 

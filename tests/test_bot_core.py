@@ -331,3 +331,44 @@ def test_taking_a_lease_wakes_the_trading_loop(redis_url: str) -> None:
         engine.request_stop()
         thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+def test_every_state_write_is_fenced_by_the_lease_tenure(redis_url: str) -> None:
+    from bot.models import Trade
+    from bot.state import Fenced
+
+    client = redis.Redis.from_url(redis_url)
+    broker = SimBroker(("AAA", "BBB"))
+    old = _engine(redis_url, broker)
+    assert old.leases is not None and old.leases.held() == ["AAA", "BBB"]
+    # Paused past its TTL: its keys expire and another bot takes them. Nothing has told the old one yet.
+    client.delete("qs:lease:acct:AAA", "qs:lease:acct:BBB")
+    other = LeaseSet(client, "acct", ("AAA", "BBB"), "other", 1000)
+    other.refresh()
+    assert other.held() == ["AAA", "BBB"] and old.leases.fence("AAA") is not None
+    late = [
+        lambda: old.state.save_position(Position("AAA", 26, 100.0, None, None, time.time(), "late")),
+        lambda: old.state.drop_position("BBB"),
+        lambda: old.state.record_intent(OrderRequest("qs-acct-AAA-9-buy", "AAA", "buy", 1, 100.0, "late"), "live", "r1"),
+        lambda: old.state.journal(Trade("AAA", 1, 100.0, 101.0, 0.0, 1.0, "late")),
+    ]
+    for write in late:
+        with pytest.raises(Fenced):
+            write()
+    assert client.hlen("qs:acct:positions") == 0 and client.hlen("qs:acct:orders") == 0 and client.xlen("qs:acct:journal") == 0
+    # The order path stops in Redis, before the broker, and the bot counts the symbol as lost.
+    with pytest.raises(Fenced):
+        old._send(OrderRequest("qs-acct-AAA-10-buy", "AAA", "buy", 1, 100.0, "late"))
+    assert broker.submits == 0
+    # A new tenure of the same owner is a new token: a write under the old value is refused too.
+    mine = LeaseSet(client, "acct2", ("AAA",), "same", 1000)
+    mine.refresh()
+    stale = mine.fence("AAA")
+    mine.release_all()
+    mine = LeaseSet(client, "acct2", ("AAA",), "same", 1000)
+    mine.refresh()
+    assert stale is not None and mine.fence("AAA") is not None and mine.fence("AAA") != stale
+    from bot.state import State
+
+    with pytest.raises(Fenced):
+        State(client, "acct2", lambda _s: stale, 1000).save_position(Position("AAA", 1, 1.0, None, None, 0.0, "x"))

@@ -384,3 +384,36 @@ def test_deploy_gate_passes_a_healthy_bot_and_fails_with_a_table(trade_lab: dict
         lab_post(trade_lab["alpaca_url"], "/lab/faults", trade_lab["exchange_admin_token"])
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(r["kind"], r["outcome"]) for r in records] == [("gate", "ok"), ("gate", "failed")]
+
+
+def test_a_fenced_client_order_id_is_never_accepted_at_either_broker(trade_lab: dict[str, Any]) -> None:
+    """The two brokers treat a repeated client order id differently, and the lab imitates both: Alpaca
+    refuses it (HTTP 422), Coinbase answers with the order that already has it and creates none. Either
+    way an id fenced by `burn` can never place an order."""
+    from bot.brokers.coinbase import CoinbaseBroker
+    from bot.config import CoinbaseSettings
+    from bot.models import OrderRequest
+
+    cb_keys = trade_lab["coinbase"]["live"]
+    coinbase = CoinbaseBroker(
+        CoinbaseSettings(cb_keys["key_name"], cb_keys["private_key"], trade_lab["coinbase_base_url"], trade_lab["exchange_ca_cert"])
+    )
+    alpaca = broker(trade_lab)
+    # Coinbase, through its own SDK: the same id twice is one order, answered twice.
+    first = coinbase.client.market_order_buy(client_order_id="cb-repeat", product_id="BTC-USD", base_size="0.001")
+    second = coinbase.client.market_order_buy(client_order_id="cb-repeat", product_id="BTC-USD", base_size="0.002")
+    assert first["success"] and second["success"]
+    assert first["success_response"]["order_id"] == second["success_response"]["order_id"]
+    assert [o.client_order_id for o in coinbase.open_orders()] == [] and coinbase.positions()["BTC-USD"].qty == 0.001
+    for name, b, symbol, qty in (("alpaca", alpaca, "AAPL", 3.0), ("coinbase", coinbase, "ETH-USD", 0.5)):
+        before = b.positions().get(symbol)
+        cid = f"qs-fence-test-{name}"
+        fence = b.burn(cid, symbol, 100.0)
+        assert is_fence_order(fence) and (fence.status, fence.filled_qty) == ("canceled", 0.0), name
+        # The paused bot resumes and sends its order under the fenced id: no order, no fill.
+        answer = b.submit(OrderRequest(cid, symbol, "buy", qty, 100.0, "late"))
+        assert is_fence_order(answer) and answer.id == fence.id, name
+        assert b.positions().get(symbol) == before, name
+        # Fencing an id that already placed an order returns that order: the bot adopts it instead.
+        placed = b.submit(OrderRequest(f"{cid}-placed", symbol, "buy", qty, 100.0, "sent before the fence"))
+        assert b.burn(placed.client_order_id, symbol, 100.0).id == placed.id and not is_fence_order(placed), name

@@ -4,12 +4,16 @@ outside the bots: the exchange's record of accepted orders and an independent po
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from tests import chaoskit
+from tests.botkit import bots
 
 CASES = [("alpaca", m) for m in chaoskit.MOMENTS] + [("coinbase", "after_intent"), ("coinbase", "in_flight")]
 
@@ -37,3 +41,30 @@ def test_a_paused_leader_never_trades_or_books_after_its_lease_passed(
         # The order accepted while it was in flight was adopted by the other bot, never booked twice.
         adopted = [e for e in out.other.events("reconciled") if "order is" in str(e.get("action"))]
         assert adopted, out.other.log.read_text()[-3000:]
+
+
+def test_a_divergence_from_the_broker_is_logged_counted_and_repaired(trade_lab: dict[str, Any], redis_url: str, tmp_path: Path) -> None:
+    from alpaca.trading.client import TradingClient
+    from alpaca.trading.requests import MarketOrderRequest
+
+    standby = trade_lab["alpaca"]["live"]["standby"]
+    outside = TradingClient(standby["key_id"], standby["secret_key"], url_override=trade_lab["alpaca_url"])
+    outside.submit_order(MarketOrderRequest(symbol="AAPL", qty=10, side="buy", time_in_force="day"))
+    # A strategy that never signals (its warm-up is longer than the bars it reads): only reconciliation moves Redis.
+    quiet = {"QS_STRATEGY_PARAMS": '{"fast": 50, "slow": 100}', "QS_BARS_LOOKBACK": "20"}
+    env = chaoskit.bot_env(trade_lab, redis_url, "alpaca", "primary", "a", QS_SYMBOLS="AAPL", **quiet)
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    def booked() -> float | None:
+        raw = r.hget(f"qs:{chaoskit.ACCOUNT['alpaca']}:positions", "AAPL")
+        return float(json.loads(raw)["qty"]) if raw else None
+
+    with bots(env, tmp=tmp_path) as (bot,):
+        bot.wait_for(lambda: booked() == 10.0, what="the broker's position adopted on taking the lease")
+        assert bot.events("divergence") == []  # adopting on takeover is reconciliation, not a divergence
+        outside.submit_order(MarketOrderRequest(symbol="AAPL", qty=4, side="sell", time_in_force="day"))  # e.g. by hand
+        bot.wait_for(lambda: booked() == 6.0, what="the divergence repaired")
+        (found,) = bot.events("divergence")
+        assert (found["symbol"], found["redis_qty"], found["broker_qty"]) == ("AAPL", 10.0, 6.0)
+        assert re.search(r"^quantshift_position_divergences\{[^}]*\} 1(\.0)?$", bot.metrics(), re.M)
+        assert bot.terminate()[0] == 0
