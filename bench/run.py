@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from bench import bot, common, demo, lab_api, pipeline, provision, roles
+from bench import bot, common, demo, fence, lab_api, pipeline, provision, roles
 
 
 def main() -> None:
     lab_api.main()
     provision.main()
     bot.main()
+    fence.main()
     roles.main()
     pipeline.main()
     demo.main()

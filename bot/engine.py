@@ -68,7 +68,7 @@ class Engine:
         self.start_equity = 0.0
         self.prices: dict[str, float] = {}
         self.last_bars: dict[str, tuple[int, float]] = {}  # symbol -> (bar time, close) last seen: /healthz shows it
-        self._reconciled: set[str] = set()
+        self._reconciled: dict[str, int] = {}  # symbol -> the lease tenure (fencing token) it was reconciled under
         self._first_decision_logged = False
         self.last_decision_at: float | None = None
 
@@ -114,7 +114,7 @@ class Engine:
         held = self._tradeable()
         positions = self.state.positions()
         if self.cfg.mode is not Mode.SHADOW:
-            for symbol in held - self._reconciled:
+            for symbol in held - set(self._reconciled):
                 self.reconcile(symbol)
                 positions = self.state.positions()
             if held and self.counters.ticks % self.cfg.reconcile_every == 0:
@@ -143,9 +143,9 @@ class Engine:
         if self.leases is None:
             return set(self.cfg.symbols)
         held = set(self.leases.held())
-        lost = self._reconciled - held
-        if lost:
-            self._reconciled -= lost  # taken again later: reconcile again
+        for symbol in list(self._reconciled):
+            if symbol not in held or self._reconciled[symbol] != self.leases.leases[symbol].token:
+                del self._reconciled[symbol]  # lost, or lost and taken again (a new tenure): reconcile again
         return held
 
     def _set_status(self, held: set[str]) -> None:
@@ -168,7 +168,7 @@ class Engine:
         self.counters.fenced_writes += 1
         if self.leases is not None:
             self.leases.lost(err.symbol)
-        self._reconciled.discard(err.symbol)
+        self._reconciled.pop(err.symbol, None)
         event("fenced", symbol=err.symbol, reason=str(err))
 
     def _degrade(self, reason: str) -> None:
@@ -330,7 +330,7 @@ class Engine:
                     protective=order.protective,
                 )
                 event("reconciled", symbol=symbol, action="adopted an open order", client_order_id=order.client_order_id)
-        self._reconciled.add(symbol)
+        self._reconciled[symbol] = self.leases.leases[symbol].token if self.leases is not None else 0
 
     def _reconcile_position(self, symbol: str, broker_positions: dict[str, Any], periodic: bool = False) -> None:
         """Set Redis's position in `symbol` to the broker's; a difference found while trading is a divergence."""

@@ -2,7 +2,7 @@
 
 Keys (ACCOUNT is `id`, or `id:shadow` for a shadow's would-be book):
   qs:ACCOUNT:positions   hash symbol -> Position JSON
-  qs:ACCOUNT:orders      hash client_order_id -> order JSON (status intent|open|filled|canceled|rejected|abandoned)
+  qs:ACCOUNT:orders      hash client_order_id -> order JSON (status intent|new|filled|canceled|rejected|abandoned|fenced)
   qs:ACCOUNT:journal     stream of closed trades
   qs:ACCOUNT:wouldbe     stream of a shadow's would-be orders
 
