@@ -7,6 +7,7 @@ Secrets are kept out of repr() so they never reach a log line or a traceback.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -67,9 +68,24 @@ class BotConfig:
     max_retries: int
     broker_timeout_s: float = 10.0  # one broker HTTP call at most; a hung exchange counts as an error, then retried
     reconcile_every: int = 10  # ticks between reconciliations of orders and positions with the broker
+    stall_ticks: int = 5  # the loop counts as stalled when no tick completed for this many tick intervals (at least 1 s)
+    stop_timeout_s: float = 5.0  # SIGTERM to exit at most this long, even with a stuck loop (then a hard exit)
     failpoints: tuple[str, ...] = ()  # lab chaos tests only: where the bot stops itself (bot.failpoints)
     alpaca: AlpacaSettings | None = None
     coinbase: CoinbaseSettings | None = None
+
+    @property
+    def stall_after_s(self) -> float:
+        """No tick completed for this long: the loop is stalled (leases handed back, /healthz 503)."""
+        return max(1.0, self.stall_ticks * self.tick_seconds)
+
+    @property
+    def watchdog_s(self) -> int:
+        """systemd's watchdog: a loop with no completed tick for this long is killed. A stall, plus a tick's
+        broker calls (about four) each at its timeout with its retries (a slow or hung exchange must not
+        get the bot killed: it only loses its leases), plus a tick."""
+        calls = BROKER_CALLS_PER_TICK * self.broker_timeout_s * (self.max_retries + 1)
+        return math.ceil(self.stall_after_s + calls + self.tick_seconds + 1)
 
     @property
     def needs_lease(self) -> bool:
@@ -97,6 +113,9 @@ class BotConfig:
             "lease_symbols": list(self.lease_symbols),
             "canary_fraction": self.canary_fraction,
         }
+
+
+BROKER_CALLS_PER_TICK = 4  # clock, bars, and an order with its lookup: what one tick may wait on at most, roughly
 
 
 def _installed_release() -> str:
@@ -259,6 +278,8 @@ def load(environ: dict[str, str] | None = None) -> BotConfig:
         max_retries=int(r.num("QS_MAX_RETRIES", "3", 0, 10, integer=True)),
         broker_timeout_s=r.num("QS_BROKER_TIMEOUT_S", "10", 0.1, 300),
         reconcile_every=int(r.num("QS_RECONCILE_EVERY", "10", 1, 100000, integer=True)),
+        stall_ticks=int(r.num("QS_STALL_TICKS", "5", 2, 1000, integer=True)),
+        stop_timeout_s=r.num("QS_STOP_TIMEOUT_S", "5", 0.5, 600),
         failpoints=failpoints,
         alpaca=cfg_alpaca,
         coinbase=cfg_coinbase,

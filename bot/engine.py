@@ -31,6 +31,7 @@ from bot.config import BotConfig
 from bot.failpoints import Failpoints
 from bot.lease import LeaseSet
 from bot.models import BrokerOrder, Mode, OrderRequest, Position, Signal, Trade
+from bot.notify import Notifier
 from bot.state import FINAL, Fenced, State
 from bot.strategy import MovingAverageCross, Strategy, position_size
 
@@ -63,6 +64,18 @@ class Engine:
         self.wake = threading.Event()
         if self.leases is not None:
             self.leases.on_acquire = self.wake.set
+            self.leases.alive = self.loop_alive
+            self.leases.on_stall = self._stalled
+            self.leases.check_s = min(cfg.lease_ttl_ms / 3000, cfg.stall_after_s / 10)
+        self.notifier = Notifier()
+        self.loop_started: float | None = None  # monotonic: the loop's first tick began
+        self.last_tick_done: float | None = None  # monotonic: the loop last completed a tick
+        # Liveness: the loop made progress (a tick or a broker call completed), or it is inside a broker
+        # call still within its timeout. Time spent anywhere else (a decision) counts against it.
+        self.last_progress: float | None = None
+        self._in_call_since: float | None = None
+        self._stall_reported = False
+        self._stop_timer: threading.Timer | None = None
         self.status, self.reason = "starting", ""
         self.started = time.time()
         self.start_equity = 0.0
@@ -71,12 +84,14 @@ class Engine:
         self._reconciled: dict[str, int] = {}  # symbol -> the lease tenure (fencing token) it was reconciled under
         self._first_decision_logged = False
         self.last_decision_at: float | None = None
+        self.session_pnls: list[float] = []  # trades closed by this process: what the host's guard judges a release by
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> int:
         event("starting", **self.cfg.public())
         self.start_equity = self._call(self.broker.equity, "account")
         self._call(lambda: self.broker.bars(self.cfg.symbols, self.cfg.bars_lookback), "bars")  # warm up connections
+        self.loop_started = time.monotonic()
         if self.leases is not None:
             self.leases.refresh()
             self.leases.start()
@@ -93,15 +108,71 @@ class Engine:
                 event("crashed", release=self.cfg.release, error=f"{err.__class__.__name__}: {err}")
                 self.shutdown()
                 raise
+            self._tick_done()
             self.failpoints.hit("after_tick")
             self.wake.wait(max(0.0, self.cfg.tick_seconds - (time.monotonic() - began)))
             self.wake.clear()
         return self.shutdown()
 
     def request_stop(self) -> None:
-        """From the SIGTERM handler: finish the current tick, then shut down."""
+        """From the SIGTERM handler: finish the current tick, then shut down; a loop stuck in a tick (or a
+        shutdown stuck at the broker) is ended after `stop_timeout_s` by a hard exit."""
+        if self.stop.is_set():
+            return
         self.stop.set()
         self.wake.set()
+        self.notifier.stopping("stopping: SIGTERM")
+        self._stop_timer = threading.Timer(self.cfg.stop_timeout_s, self._hard_exit)
+        self._stop_timer.daemon = True
+        self._stop_timer.start()
+
+    def _hard_exit(self) -> None:
+        """The loop did not finish within the stop timeout: hand the leases back and exit now. Safe from
+        this thread: if the stuck loop wakes up later, every write and intent it tries is fenced."""
+        event(
+            "hard_exit", release=self.cfg.release, reason=f"not stopped {self.cfg.stop_timeout_s:g} s after SIGTERM", loop=self._loop_age()
+        )
+        if self.leases is not None:
+            self.leases.release_all()
+        logging.shutdown()
+        os._exit(0)
+
+    # --- liveness: proven by the loop completing ticks ------------------------------------------------
+    def _tick_done(self) -> None:
+        first = self.last_tick_done is None
+        self.last_tick_done = self.last_progress = time.monotonic()
+        if self._stall_reported:
+            self._stall_reported = False
+            event("unstalled", release=self.cfg.release)
+        status = f"{self.status}: {self.reason}" if self.reason else self.status
+        if first:
+            self.notifier.ready(status, self.cfg.watchdog_s)  # warm: connected, reconciled what it holds, trading or waiting
+        self.notifier.watchdog(status)
+
+    def _loop_age(self) -> float | None:
+        """Seconds since the loop last completed a tick (or began its first); None before it began."""
+        mark = self.last_tick_done or self.loop_started
+        return None if mark is None else round(time.monotonic() - mark, 3)
+
+    def _idle_age(self) -> float | None:
+        """Seconds since the loop last made progress; None before it began."""
+        mark = self.last_progress or self.loop_started
+        return None if mark is None else round(time.monotonic() - mark, 3)
+
+    def loop_alive(self) -> bool:
+        """False once the loop makes no progress for `stall_after_s`: a hung or far too slow decision. A slow
+        exchange is not a stall: each broker call completing is progress, and a call may take its timeout."""
+        calling = self._in_call_since
+        if calling is not None and time.monotonic() - calling < self.cfg.broker_timeout_s + 1:
+            return True
+        age = self._idle_age()
+        return age is None or age < self.cfg.stall_after_s
+
+    def _stalled(self) -> None:
+        """Heartbeat thread: the loop stopped completing ticks and the leases were handed back."""
+        if not self._stall_reported:
+            self._stall_reported = True
+            event("stalled", release=self.cfg.release, idle=self._idle_age(), last_tick=self._loop_age(), limit=self.cfg.stall_after_s)
 
     def tick(self) -> None:
         bars = self._call(lambda: self.broker.bars(self.cfg.symbols, self.cfg.bars_lookback), "bars")
@@ -127,6 +198,7 @@ class Engine:
         for symbol in self.cfg.symbols:
             if symbol not in held:
                 continue
+            self.failpoints.hit("hang_in_decision")
             signal = self.strategy.decide(symbol, bars.get(symbol, []), positions.get(symbol))
             self.counters.decision_ms.append((time.perf_counter() - got_data) * 1000)
             decided = True
@@ -249,6 +321,7 @@ class Engine:
         except OrderRejected as err:
             found = self._reached_broker(req.client_order_id)
             if found is None:
+                self.counters.call(True)  # a refused order is a failed call: the error rate the gate and the guard watch
                 self.state.update_order(req.client_order_id, status="rejected", error=str(err))
                 event("order_rejected", client_order_id=req.client_order_id, error=str(err))
                 return
@@ -303,6 +376,7 @@ class Engine:
             {"release": self.cfg.release, "mode": self.cfg.mode.value},
         )
         self.state.journal(trade)
+        self.session_pnls.append(trade.pnl)
         remaining = current.qty - order.filled_qty
         if remaining > 1e-9:
             current.qty = remaining
@@ -439,12 +513,15 @@ class Engine:
                         event("close_failed", symbol=symbol, error=str(err))
             self.leases.release_all()
         event("stopped", release=self.cfg.release, positions=len(self.state.positions()))
+        if self._stop_timer is not None:
+            self._stop_timer.cancel()  # stopped in time: no hard exit
         return 0
 
     # --- broker calls with bounded retries ------------------------------------------------------------
     def _call(self, fn: Callable[[], T], what: str) -> T:
         attempts = self.cfg.max_retries + 1
         for attempt in range(attempts):
+            self._in_call_since = time.monotonic()
             try:
                 result = fn()
                 self.counters.call(False)
@@ -455,14 +532,22 @@ class Engine:
                     raise
                 event("retry", what=what, attempt=attempt + 1, error=str(err))
                 time.sleep(min(0.05 * 2**attempt, 1.0))
+            finally:
+                self._in_call_since, self.last_progress = None, time.monotonic()
         raise AssertionError("unreachable")
 
     # --- what /healthz and /metrics show -----------------------------------------------------------------
     def health(self) -> dict[str, Any]:
+        """Computed when asked: a loop that stopped completing ticks is `stalled`, whatever it last said."""
         held = self.leases.held() if self.leases is not None else []
+        status, reason, age = self.status, self.reason, self._loop_age()
+        if not self.loop_alive() and status != "stopping":
+            idle = self._idle_age() or 0.0
+            status, reason = "stalled", f"no progress for {idle:.1f} s (limit {self.cfg.stall_after_s:g} s); last tick {age or 0:.1f} s ago"
         return {
-            "status": self.status,
-            "reason": self.reason,
+            "status": status,
+            "reason": reason,
+            "last_tick_age_s": age,
             "mode": self.cfg.mode.value,
             "release": self.cfg.release,
             "account": self.cfg.account_id,
@@ -472,6 +557,12 @@ class Engine:
             "orders_sent": self.counters.orders_sent,
             "would_be_orders": self.counters.would_be_orders,
             "market": {s: {"t": t, "c": c} for s, (t, c) in sorted(self.last_bars.items())},
+            "session": {
+                "trades": len(self.session_pnls),
+                "win_rate": round(metrics.win_rate(self.session_pnls), 4),
+                "pnl": round(sum(self.session_pnls), 4),
+                "drawdown": round(metrics.max_drawdown(self.start_equity or 1.0, self.session_pnls), 6),
+            },
         }
 
     def metric_samples(self) -> list[tuple[str, str, float, dict[str, str]]]:

@@ -2,13 +2,16 @@
 
 `QS_FAILPOINTS=after_intent` makes the process send itself SIGSTOP the first time it reaches that
 point, exactly as a frozen container, a suspended VM or a swap storm would stop it there; SIGCONT
-resumes it. Nothing is armed unless the variable names a point; the roles never set it.
+resumes it. `hang_in_decision` instead blocks the trading loop for good at its first decision while
+every other thread runs on, as a strategy stuck in a computation would. Nothing is armed unless the
+variable names a point; the roles never set it.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Callable
 
 POINTS = (
@@ -16,6 +19,7 @@ POINTS = (
     "after_intent",  # the order intent written (fenced) and the lease renewed, the order not yet sent
     "after_answer",  # the broker accepted the order and answered; nothing booked yet
     "after_tick",  # a tick finished
+    "hang_in_decision",  # the loop blocks for good at its first decision (the process stays up)
 )
 
 
@@ -31,4 +35,6 @@ class Failpoints:
         self.armed.discard(name)
         if self.announce is not None:
             self.announce(name)
+        if name.startswith("hang_"):
+            threading.Event().wait()
         os.kill(os.getpid(), signal.SIGSTOP)

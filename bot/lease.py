@@ -68,6 +68,12 @@ class LeaseSet:
         self._thread: threading.Thread | None = None
         self.redis_ok = True
         self.on_acquire: Callable[[], None] | None = None  # called (heartbeat thread) after taking leases
+        # Liveness from the trading loop: while it says False (no tick completed lately) the heartbeat
+        # renews nothing and takes nothing, and hands back what it holds: a stalled bot never sits on
+        # the account. Safe from this side thread because every write and intent is fenced in Redis.
+        self.alive: Callable[[], bool] = lambda: True
+        self.on_stall: Callable[[], None] | None = None
+        self.check_s = ttl_ms / 3000
 
     # --- one round over every symbol --------------------------------------------------------------
     def refresh(self) -> None:
@@ -178,17 +184,31 @@ class LeaseSet:
         self._thread.start()
 
     def _beat(self) -> None:
+        due = 0.0  # monotonic time of the next renewal round
         while not self._stop.is_set():
-            self.refresh()
-            # Waiting for a lease: poll fast so a handover takes milliseconds. Holding: a third of the TTL.
-            waiting = any(not lease.held and lease.symbol not in self.yielded for lease in self.leases.values())
-            self._stop.wait(0.02 if waiting else self.ttl_ms / 3000)
+            if not self.alive():
+                if any(lease.held for lease in self.leases.values()):
+                    self.hand_back()
+                    if self.on_stall is not None:
+                        self.on_stall()
+                due = 0.0
+            elif time.monotonic() >= due:
+                self.refresh()
+                # Waiting for a lease: poll fast so a handover takes milliseconds. Holding: a third of the TTL.
+                waiting = any(not lease.held and lease.symbol not in self.yielded for lease in self.leases.values())
+                due = time.monotonic() + (0.02 if waiting else self.ttl_ms / 3000)
+            # Liveness is looked at every `check_s` even between renewals: a stall hands back within it.
+            self._stop.wait(max(0.005, min(self.check_s, due - time.monotonic())))
 
     def release_all(self) -> None:
         """Stop the heartbeat and hand every lease back (only those still ours)."""
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
+        self.hand_back()
+
+    def hand_back(self) -> None:
+        """Release every lease still ours now (the heartbeat may take them again later)."""
         for lease in self.leases.values():
             with self._lock:
                 if lease.held:

@@ -1,7 +1,15 @@
-"""The audit log (append-only JSON lines on the controller) and the per-environment deploy lock.
+"""The audit log and the per-environment deploy lock, shared by every controller.
 
 Every deployment, promotion, gate result, override and rollback is one record: when, who, release,
 stage, host, outcome, reason. Soak times are measured from these records.
+
+Where they live: with `QUANTSHIFT_AUDIT_REDIS_URL` set (the playbooks set it from
+`quantshift_audit_redis_url`: the bots' Redis of the environment), the records are a Redis stream
+(`qs:audit:log`) and the lock a key (`qs:audit:lock:ENV`, owner and expiry), so every controller sees
+one history, one lock and the same soak clocks. Each record this controller appends is also written to
+its local JSON-lines file (the export; `quantshift deploy history --export FILE` writes all of them).
+Redis unreachable: every command refuses with one clear line, before anything changes; the bots
+trade on, they never read the audit. Without the variable, the file alone is the log (one controller).
 """
 
 from __future__ import annotations
@@ -20,12 +28,45 @@ KINDS = ("deploy", "promotion", "gate", "override", "rollback", "lock")
 OUTCOMES = ("ok", "failed", "refused", "started")
 
 
+STREAM = "qs:audit:log"
+LOCK_PREFIX = "qs:audit:lock:"
+_RELEASE_IF_OWNER = """
+local held = redis.call('get', KEYS[1])
+if held and (ARGV[2] == '1' or cjson.decode(held)['owner'] == ARGV[1]) then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
 class AuditError(RuntimeError):
     user_facing = True
 
 
 def default_path() -> Path:
     return Path(os.environ.get("QUANTSHIFT_AUDIT_LOG", str(Path.home() / ".local" / "state" / "quantshift" / "audit.jsonl")))
+
+
+def redis_url() -> str:
+    """The shared store, if this controller has one (QUANTSHIFT_AUDIT_REDIS_URL)."""
+    return os.environ.get("QUANTSHIFT_AUDIT_REDIS_URL", "").strip()
+
+
+def _redis() -> Any:
+    """A connection to the shared store that has answered a PING, or one clear AuditError."""
+    import redis
+
+    url = redis_url()
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3, decode_responses=True)
+        client.ping()
+    except ValueError as err:
+        raise AuditError(f"QUANTSHIFT_AUDIT_REDIS_URL is not a Redis URL ({err})") from None
+    except redis.RedisError as err:
+        where = url.split("@")[-1]  # never the password
+        raise AuditError(
+            f"the shared audit log and deploy lock (Redis at {where}) cannot be reached ({err.__class__.__name__}): "
+            "nothing was changed; deploys wait until it is back (trading is not affected)"
+        ) from None
+    return client
 
 
 @dataclass
@@ -50,8 +91,16 @@ class Record:
 
 
 def append(record: Record, path: Path | None = None) -> Record:
-    """Append one record durably (flock + fsync), before the caller acts on it."""
+    """Append one record durably, before the caller acts on it: to the shared stream when there is one
+    (then to the local export too), else to the file (flock + fsync)."""
     record.check()
+    if redis_url():
+        _redis().xadd(STREAM, {"record": json.dumps(asdict(record), sort_keys=True)})
+    _append_file(record, path)
+    return record
+
+
+def _append_file(record: Record, path: Path | None) -> None:
     target = path or default_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(asdict(record), sort_keys=True) + "\n"
@@ -62,10 +111,18 @@ def append(record: Record, path: Path | None = None) -> Record:
         os.fsync(fd)
     finally:
         os.close(fd)
-    return record
 
 
 def read(path: Path | None = None) -> list[Record]:
+    """Every record, oldest first: the shared stream when there is one, else the file."""
+    if redis_url():
+        out = []
+        for entry_id, fields in _redis().xrange(STREAM):
+            try:
+                out.append(Record(**json.loads(fields["record"])))
+            except (KeyError, ValueError, TypeError) as err:
+                raise AuditError(f"{STREAM} entry {entry_id}: not an audit record ({err})") from None
+        return out
     target = path or default_path()
     if not target.exists():
         return []
@@ -92,6 +149,51 @@ def render(records: list[Record]) -> str:
     return "\n".join(lines)
 
 
+def export(records: list[Record], path: Path) -> None:
+    """Write `records` as JSON lines (0600), replacing the file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.writelines(json.dumps(asdict(r), sort_keys=True) + "\n" for r in records)
+
+
+def deploy_lock(environment: str, directory: Path | None = None, ttl: float = 3600) -> DeployLock | SharedDeployLock:
+    """The environment's lock: the shared one in Redis when there is a shared store, else a file."""
+    return SharedDeployLock(environment, ttl) if redis_url() else DeployLock(environment, directory, ttl)
+
+
+def _busy(environment: str, held: dict[str, Any] | None) -> AuditError:
+    since = dt.datetime.fromtimestamp(float(held.get("since", 0)), dt.UTC).strftime("%H:%M:%S UTC") if held else "?"
+    return AuditError(
+        f"another deployment to {environment} is running ({held.get('owner', '?') if held else '?'} since {since}): "
+        f"wait for it; if its run died, `quantshift deploy lock release --environment {environment} --force` (audited)"
+    )
+
+
+class SharedDeployLock:
+    """One deployment per environment across every controller: a Redis key set only if absent, with the
+    owner and an expiry (`ttl`), so a lock whose run died frees itself."""
+
+    def __init__(self, environment: str, ttl: float = 3600) -> None:
+        self.key, self.environment, self.ttl = LOCK_PREFIX + environment, environment, ttl
+
+    def acquire(self, owner: str) -> None:
+        client = _redis()
+        doc = json.dumps({"owner": owner, "since": time.time(), "pid": os.getpid(), "host": os.uname().nodename})
+        if not client.set(self.key, doc, nx=True, px=max(1, int(self.ttl * 1000))):
+            raise _busy(self.environment, self.holder())
+
+    def holder(self) -> dict[str, Any] | None:
+        raw = _redis().get(self.key)
+        try:
+            return dict(json.loads(raw)) if raw else None
+        except ValueError:
+            return None
+
+    def release(self, owner: str, force: bool = False) -> bool:
+        client = _redis()
+        return bool(client.eval(_RELEASE_IF_OWNER, 1, self.key, owner, "1" if force else "0"))
+
+
 class DeployLock:
     """One deployment per environment at a time: a lock file created exclusively, stale after `ttl`."""
 
@@ -109,11 +211,7 @@ class DeployLock:
                 if held and time.time() - float(held.get("since", 0)) > self.ttl:
                     self.path.unlink(missing_ok=True)  # stale: its deploy died without releasing
                     continue
-                since = dt.datetime.fromtimestamp(float(held.get("since", 0)), dt.UTC).strftime("%H:%M:%S UTC") if held else "?"
-                raise AuditError(
-                    f"another deployment to {self.environment} is running ({held.get('owner', '?') if held else '?'} since {since}): "
-                    f"wait for it; if its run died, `quantshift deploy lock release --environment {self.environment} --force` (audited)"
-                ) from None
+                raise _busy(self.environment, held) from None
             with os.fdopen(fd, "w") as fh:
                 json.dump({"owner": owner, "since": time.time(), "pid": os.getpid()}, fh)
             return

@@ -146,7 +146,7 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     from importlib import import_module
 
     out: list[Callable[[Any], None]] = []
-    for module in ("proxmox.cli", "bot.cli", "quantshift.deploy_cli"):
+    for module in ("proxmox.cli", "bot.cli", "quantshift.deploy_cli", "quantshift.guard_cli"):
         try:
             out.append(import_module(module).register)
         except ModuleNotFoundError as err:

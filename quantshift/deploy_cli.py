@@ -104,6 +104,9 @@ def _history(args: argparse.Namespace) -> int:
         for r in audit.read(args.audit_log)
         if (not args.release or r.release == args.release) and (not args.stage or r.stage == args.stage)
     ]
+    if args.export:
+        audit.export(records, args.export)
+        print(f"{len(records)} record(s) written to {args.export}", file=sys.stderr)
     records = records[-args.limit :]
     if args.json:
         from dataclasses import asdict
@@ -117,15 +120,16 @@ def _history(args: argparse.Namespace) -> int:
 def _lock(args: argparse.Namespace) -> int:
     from quantshift import audit
 
-    lock = audit.DeployLock(args.environment, args.audit_log.parent if args.audit_log else None, ttl=args.ttl)
+    lock = audit.deploy_lock(args.environment, args.audit_log.parent if args.audit_log else None, ttl=args.ttl)
     if args.lock_action == "acquire":
         lock.acquire(args.owner)
         audit.append(audit.Record("lock", "-", args.environment, "ok", reason=f"acquired by {args.owner}"), args.audit_log)
         return 0
     if args.lock_action == "release":
+        held = lock.holder()
         if args.force:
             audit.append(
-                audit.Record("override", "-", args.environment, "ok", reason=f"deploy lock released by force (held by {lock.holder()})"),
+                audit.Record("override", "-", args.environment, "ok", reason=f"deploy lock released by force (held by {held})"),
                 args.audit_log,
             )
         return 0 if lock.release(args.owner, force=args.force) else 1
@@ -210,7 +214,9 @@ def register(sub: Any) -> None:
         "deploy",
         help="deployment rules: window, soak, audit log, lock (the playbooks call these)",
         description="The rules every rollout playbook checks before it acts, and the audit log it writes.\n"
-        "Audit log: $QUANTSHIFT_AUDIT_LOG (default ~/.local/state/quantshift/audit.jsonl).",
+        "Audit log and deploy lock: shared in Redis when $QUANTSHIFT_AUDIT_REDIS_URL is set (every controller sees\n"
+        "one history and one lock; this controller's records are also written to its file); else the file\n"
+        "$QUANTSHIFT_AUDIT_LOG (default ~/.local/state/quantshift/audit.jsonl).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = dep.add_subparsers(dest="deploy_command", metavar="ACTION", required=True)
@@ -302,6 +308,7 @@ def register(sub: Any) -> None:
     p.add_argument("--release")
     p.add_argument("--stage")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--export", type=Path, help="also write every matching record to this file (JSON lines, 0600)")
     p.add_argument("--json", action="store_true")
     common(p)
     p.set_defaults(func=_history)

@@ -1,23 +1,48 @@
 #!/usr/bin/env bash
-# Build a deliberately bad release for the demo and the tests: this source tree with one defect
-# (the strategy raises on its first decision, as a real bug would), as its own wheelhouse.
+# Build a deliberately bad release for the demo and the tests: this source tree with one defect, as
+# its own wheelhouse. DEFECT is what a real bug would do on the strategy's first decision:
+#   crash  it raises (the process dies);
+#   hang   it never returns (the process stays up, its loop stops);
+#   slow   every decision takes 30 s, far longer than any tick;
+#   errors it trades normally for 30 s (long enough to pass a gate), then every broker call fails.
 # It starts, warms up and waits in standby like any release; it fails once it holds the leases and
-# decides, which is what the handover's crash check and the gates must catch and roll back.
-# Usage: scripts/build-bad-release.sh [OUTPUT_DIR]   (default build/bad); prints the archive's path.
+# decides, which is what the handover's checks and the gates must catch and roll back.
+# Usage: scripts/build-bad-release.sh [OUTPUT_DIR] [DEFECT]   (default build/bad, crash); prints the archive's path.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(realpath -m "${1:-$root/build/bad}")
+defect=${2:-crash}
+case $defect in
+  crash) code='raise RuntimeError("deliberately bad release: the strategy fails on every decision")' ;;
+  hang) code='__import__("threading").Event().wait()  # deliberately bad release: the decision never returns' ;;
+  slow) code='__import__("time").sleep(30)  # deliberately bad release: every decision takes 30 s' ;;
+  errors) code='' ;;
+  *) echo "build-bad-release.sh: DEFECT must be crash, hang, slow or errors (got '$defect')" >&2; exit 2 ;;
+esac
 src=$(mktemp -d)
 trap 'rm -rf "$src"' EXIT
 for part in pyproject.toml README.md scripts bot proxmox lab quantshift; do cp -a "$root/$part" "$src/"; done
 find "$src" -name __pycache__ -prune -exec rm -rf {} +
-python3 - "$src/bot/strategy.py" <<'PY'
+python3 - "$src/bot/strategy.py" "$code" <<'PY'
 import sys
-path = sys.argv[1]
+path, code = sys.argv[1], sys.argv[2]
 text = open(path).read()
 anchor = "        if len(bars) < self.warmup:\n            return None\n"
 assert text.count(anchor) == 1, "strategy.decide changed: update scripts/build-bad-release.sh"
-text = text.replace(anchor, anchor + '        raise RuntimeError("deliberately bad release: the strategy fails on every decision")\n')
+text = text.replace(anchor, anchor + "        " + code + "\n") if code else text
 open(path, "w").write(text)
 PY
+if [[ $defect == errors ]]; then
+  python3 - "$src/bot/brokers/alpaca.py" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+anchor = "def _guard(fn: Callable[[], T], what: str) -> T:\n"
+assert text.count(anchor) == 1, "alpaca._guard changed: update scripts/build-bad-release.sh"
+bad = '    if __import__("time").monotonic() - _BORN > 30:  # deliberately bad release: fails after a gate would pass\n'
+bad += '        raise BrokerError(f"{what}: HTTP 503 (deliberately bad release)")\n'
+text = text.replace(anchor, anchor + bad).replace("T = TypeVar(\"T\")\n", "T = TypeVar(\"T\")\n_BORN = __import__(\"time\").monotonic()\n", 1)
+open(path, "w").write(text)
+PY
+fi
 PYTHON="$root/.venv/bin/python" "$src/scripts/build-wheelhouse.sh" "$out"

@@ -18,6 +18,9 @@ audit_log=${QUANTSHIFT_AUDIT_LOG:-$HOME/.local/state/quantshift/audit.jsonl}
 
 step "Lab: Proxmox-compatible API on https://127.0.0.1:8006, exchanges, Redis, real LXC backend"
 quantshift lab up --backend lxc
+# One audit log and one deploy lock for the environment, in its Redis (every controller shares them).
+QUANTSHIFT_AUDIT_REDIS_URL=${QUANTSHIFT_AUDIT_REDIS_URL:-$(quantshift lab env --json | python -c 'import json, sys; print(json.load(sys.stdin)["redis_url"])')}
+export QUANTSHIFT_AUDIT_REDIS_URL
 
 net=$(quantshift lab env --json | python -c 'import json, sys; print(json.load(sys.stdin)["subnet"].rsplit(".", 1)[0])')
 primary=$net.10 standby=$net.11 paper=$net.12

@@ -372,3 +372,66 @@ def test_every_state_write_is_fenced_by_the_lease_tenure(redis_url: str) -> None
 
     with pytest.raises(Fenced):
         State(client, "acct2", lambda _s: stale, 1000).save_position(Position("AAA", 1, 1.0, None, None, 0.0, "x"))
+
+
+class _Hanging(MovingAverageCross):
+    """A strategy stuck in its first decision until the test lets it go (the process stays up)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.let_go = threading.Event()
+
+    def decide(self, symbol: str, bars: Any, position: Position | None) -> Any:
+        self.let_go.wait()
+        return None
+
+
+def test_a_stuck_loop_stops_its_watchdog_hands_its_leases_back_and_reports_stalled(redis_url: str, tmp_path: Any) -> None:
+    import socket
+
+    from bot.notify import Notifier
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify"))
+    listener.settimeout(0.05)
+    client = redis.Redis.from_url(redis_url)
+    holder = LeaseSet(client, "acct", ("AAA", "BBB"), "old", 60000)
+    holder.refresh()
+    broker = SimBroker(("AAA", "BBB"))
+    c = cfg(redis_url, QS_TICK_SECONDS="0.05", QS_LEASE_TTL_MS="60000", QS_STALL_TICKS="2")  # stalled after 1 s
+    strategy = _Hanging.from_params(c.strategy_params)
+    engine = Engine(c, broker, client, strategy=strategy)
+    engine.notifier = Notifier(str(tmp_path / "notify"))
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    received: list[tuple[float, str]] = []
+
+    def drain(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                received.append((time.monotonic(), listener.recv(4096).decode()))
+            except TimeoutError:
+                pass
+
+    try:
+        drain(0.5)  # in standby: ready once warm, then a watchdog ping per completed tick
+        assert received and received[0][1].startswith("READY=1\nSTATUS=standby")
+        assert sum("WATCHDOG=1" in m for _, m in received) >= 3 and engine.health()["status"] == "standby"
+        holder.release_all()  # the leases come to the engine; its first decision hangs
+        hung = time.monotonic()
+        drain(2.0)
+        assert not [m for t, m in received if t > hung + 0.2 and "WATCHDOG=1" in m]  # the watchdog starves
+        health = engine.health()
+        assert health["status"] == "stalled" and health["last_tick_age_s"] > 1.0 and health["lease"] == {"AAA": False, "BBB": False}
+        # Handed back within the stall limit, not left to the 60 s TTL: another release takes the account.
+        assert client.get("qs:lease:acct:AAA") is None and client.get("qs:lease:acct:BBB") is None
+        other = LeaseSet(client, "acct", ("AAA", "BBB"), "next", 60000)
+        other.refresh()
+        assert other.held() == ["AAA", "BBB"]
+    finally:
+        engine.stop.set()  # no SIGTERM path here: a hard exit would end the test process
+        strategy.let_go.set()
+        thread.join(timeout=5)
+        listener.close()
+    assert not thread.is_alive()

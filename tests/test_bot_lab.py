@@ -417,3 +417,26 @@ def test_a_fenced_client_order_id_is_never_accepted_at_either_broker(trade_lab: 
         # Fencing an id that already placed an order returns that order: the bot adopts it instead.
         placed = b.submit(OrderRequest(f"{cid}-placed", symbol, "buy", qty, 100.0, "sent before the fence"))
         assert b.burn(placed.client_order_id, symbol, 100.0).id == placed.id and not is_fence_order(placed), name
+
+
+def test_a_bot_stuck_in_a_decision_is_stalled_hands_back_and_still_stops_on_sigterm(
+    trade_lab: dict[str, Any], redis_url: str, tmp_path: Path
+) -> None:
+    env = alpaca_env(
+        trade_lab, redis_url, QS_FAILPOINTS="hang_in_decision", QS_STALL_TICKS="5", QS_STOP_TIMEOUT_S="1", QS_LEASE_TTL_MS="30000"
+    )
+    r = redis.Redis.from_url(redis_url)
+    with bots(env, tmp=tmp_path) as (bot,):
+        bot.wait_for(lambda: bot.events("failpoint"), what="the loop stuck in its first decision")
+        health = bot.wait_for(
+            lambda: (h := bot.health()) and h["status"] == "stalled" and not any(h["lease"].values()) and h,
+            timeout=5,
+            what="stalled on /healthz, holding no lease",
+        )
+        assert health["last_tick_age_s"] >= 1.0 and "no progress for" in health["reason"]
+        # Handed back at once, not after the 30 s TTL: the other release can trade.
+        assert [k for k in r.keys("qs:lease:lab-live:*") if not k.endswith((b":fence", b":yielded"))] == []
+        assert bot.events("stalled")
+        code, seconds = bot.terminate(timeout=10)
+    assert code == 0 and seconds < 3  # the stuck loop never sees SIGTERM: the stop timeout ends it
+    assert bot.events("hard_exit")

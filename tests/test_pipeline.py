@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -25,21 +26,32 @@ def lab_env(facts: dict[str, Any], tmp_path: Path) -> dict[str, str]:
 
 def lab_env_for(lab: settings.LabSettings, tmp_path: Path) -> dict[str, str]:
     """The environment that points the quantshift command, the inventory and the playbooks at a
-    private lab (its spec written into `tmp_path`, its own audit log there too)."""
+    private lab (its spec written into `tmp_path`). The audit log and deploy lock are shared in the
+    lab's Redis, as on a real environment; this controller's export file is in `tmp_path`."""
+    from lab import services
+
     spec = labkit.lab_spec_for(lab, tmp_path / "containers.yml")
-    return os.environ | {
-        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-        "QUANTSHIFT_LAB_SPEC": str(spec),
-        "QUANTSHIFT_LAB_DIR": str(lab.state_dir),
-        "QUANTSHIFT_LAB_PORT": str(lab.port),
-        "QUANTSHIFT_LAB_BRIDGE": lab.bridge,
-        "QUANTSHIFT_LAB_SUBNET": str(lab.subnet),
-        "QUANTSHIFT_LAB_ALPACA_PORT": str(lab.alpaca_port),
-        "QUANTSHIFT_LAB_COINBASE_PORT": str(lab.coinbase_port),
-        "QUANTSHIFT_LAB_REDIS_PORT": str(lab.redis_port),
-        "QUANTSHIFT_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
-        "ANSIBLE_FORCE_COLOR": "0",
-    }
+    try:
+        shared = {"QUANTSHIFT_AUDIT_REDIS_URL": str(services.env(lab)["redis_url"])}
+    except services.LabError:
+        shared = {}  # the lab is not up yet (the demo brings it up itself and points the audit at it)
+    return (
+        os.environ
+        | {
+            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+            "QUANTSHIFT_LAB_SPEC": str(spec),
+            "QUANTSHIFT_LAB_DIR": str(lab.state_dir),
+            "QUANTSHIFT_LAB_PORT": str(lab.port),
+            "QUANTSHIFT_LAB_BRIDGE": lab.bridge,
+            "QUANTSHIFT_LAB_SUBNET": str(lab.subnet),
+            "QUANTSHIFT_LAB_ALPACA_PORT": str(lab.alpaca_port),
+            "QUANTSHIFT_LAB_COINBASE_PORT": str(lab.coinbase_port),
+            "QUANTSHIFT_LAB_REDIS_PORT": str(lab.redis_port),
+            "QUANTSHIFT_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+            "ANSIBLE_FORCE_COLOR": "0",
+        }
+        | shared
+    )
 
 
 def destroy_all(env: dict[str, str]) -> None:
@@ -96,9 +108,14 @@ def test_provision_then_deploy_paper_and_gate(lxc_lab: dict[str, Any], tmp_path:
 
 
 def healthz(ip: str, port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://{ip}:{port}/healthz", timeout=5) as resp:
-        doc: dict[str, Any] = json.load(resp)
-        return doc
+    """A bot's /healthz; a 503 (degraded, stalled, stopping) carries the document too."""
+    try:
+        with urllib.request.urlopen(f"http://{ip}:{port}/healthz", timeout=5) as resp:
+            doc: dict[str, Any] = json.load(resp)
+            return doc
+    except urllib.error.HTTPError as err:
+        failed: dict[str, Any] = json.loads(err.read() or b"{}")
+        return failed
 
 
 def active_health(ip: str) -> dict[str, Any]:
@@ -190,12 +207,61 @@ def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any
         ][-2:]
         assert last == [("deploy", "p3-bad", "failed"), ("rollback", "p3-bad", "ok")]
 
+        # A release whose strategy hangs on its first decision (the process stays up): its loop stops
+        # completing ticks, it hands the leases back and /healthz says stalled; the play goes back at once.
+        hang = subprocess.run(
+            [str(ROOT / "scripts/build-bad-release.sh"), str(tmp_path / "hang"), "hang"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        ).stdout.strip()
+        failed = run(
+            "deploy-production.yml",
+            "-e", "quantshift_release=p3-hang", "-e", at, "-e", f"quantshift_wheelhouse={hang}",
+            "-e", "quantshift_soak_override_reason=test: a hanging release", "-e", "quantshift_end_canary=false",
+            ok=False,
+        )  # fmt: skip
+        assert "stalled" in flat(failed.stdout) and "it runs p2 again" in flat(failed.stdout)
+        back = active_health(primary)
+        assert (back["release"], back["status"]) == ("p2", "ready")
+
         # By hand, at once: rollback.yml hands production back to the release before (p1).
         run("rollback.yml", "-e", "quantshift_hosts=primary")
         manual = active_health(primary)
         assert (manual["release"], manual["mode"], manual["status"]) == ("p1", "live", "ready")
         records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
         assert (records[-1]["kind"], records[-1]["release"], records[-1]["outcome"]) == ("rollback", "p1", "ok")
+
+        # A release that passes the gate, then goes bad after the play has ended (every broker call fails
+        # 30 s after it starts): the guard on the host hands back to the release before, with no controller,
+        # and records the rollback in the environment's shared audit log.
+        errors = subprocess.run(
+            [str(ROOT / "scripts/build-bad-release.sh"), str(tmp_path / "errors"), "errors"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        ).stdout.strip()
+        run(
+            "deploy-production.yml",
+            "-e", "quantshift_release=p4-errors", "-e", at, "-e", f"quantshift_wheelhouse={errors}",
+            "-e", "quantshift_soak_override_reason=test: goes bad after the gate", "-e", "quantshift_end_canary=false",
+        )  # fmt: skip
+        assert active_health(primary)["release"] == "p4-errors"  # the play passed it
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and active_health(primary).get("release") != "p1":
+            time.sleep(0.5)
+        guarded = active_health(primary)
+        assert (guarded["release"], guarded["status"]) == ("p1", "ready")
+        status = json.loads(labkit.ssh(lxc_lab, primary, "python3 /usr/local/lib/quantshift/quantshift-guard.py status --json").stdout)
+        assert status["outcome"] == "rolled_back" and "error rate" in status["reason"] and status["previous"] == "p1"
+        shared = subprocess.run(
+            [sys.executable, "-m", "quantshift", "deploy", "history", "--json", "--stage", "production"],
+            env=env, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        last = json.loads(shared.stdout)[-1]
+        assert (last["kind"], last["release"], last["who"].split("@")[0]) == ("rollback", "p4-errors", "guard")
 
         # Secret scan: every playbook output, the audit log, and each container's journal.
         scanned = tmp_path / "scan"

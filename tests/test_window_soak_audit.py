@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,39 @@ def test_deploy_cli_window_soak_override_history(tmp_path: Path) -> None:
     assert cli("lock", "release", "--environment", "production", "--owner", "b", "--force").returncode == 0
     assert cli("lock", "acquire", "--environment", "production", "--owner", "b").returncode == 0
     assert "released by force" in json.loads(cli("history", "--json").stdout)[-2]["reason"]
+
+
+def test_two_controllers_share_one_history_one_lock_and_the_soak_clocks(tmp_path: Path, redis_url: str) -> None:
+    """Two controllers (their own files, one environment's Redis): the second deploy is refused by the
+    shared lock, both see the same history, and the soak clock started by one holds for the other."""
+
+    def cli(controller: str, *args: str, url: str = redis_url) -> subprocess.CompletedProcess[str]:
+        env = os.environ | {"QUANTSHIFT_AUDIT_REDIS_URL": url, "QUANTSHIFT_ACTOR": controller}
+        log = tmp_path / f"{controller}.jsonl"
+        return subprocess.run(
+            [sys.executable, "-m", "quantshift", "deploy", *args, "--audit-log", str(log)],
+            capture_output=True, text=True, timeout=60, check=False, env=env,
+        )  # fmt: skip
+
+    assert cli("alice", "lock", "acquire", "--environment", "paper", "--owner", "alice-run").returncode == 0
+    refused = cli("bob", "lock", "acquire", "--environment", "paper", "--owner", "bob-run")
+    assert refused.returncode == 1 and "another deployment to paper is running (alice-run" in refused.stderr
+    assert json.loads(cli("bob", "lock", "show", "--environment", "paper").stdout)["owner"] == "alice-run"
+    assert cli("alice", "record", "--kind", "deploy", "--release", "r7", "--stage", "paper", "--outcome", "ok").returncode == 0
+    assert cli("alice", "lock", "release", "--environment", "paper", "--owner", "alice-run").returncode == 0
+    assert cli("bob", "lock", "acquire", "--environment", "paper", "--owner", "bob-run").returncode == 0
+    seen = {c: [(h["who"], h["kind"], h["reason"]) for h in json.loads(cli(c, "history", "--json").stdout)] for c in ("alice", "bob")}
+    assert seen["alice"] == seen["bob"] and [k for _, k, _ in seen["bob"]] == ["lock", "deploy", "lock"]
+    assert [w for w, _, _ in seen["bob"]] == ["alice", "alice", "bob"]
+    # Each controller's file is its export of what it did; the whole history can be exported.
+    assert len((tmp_path / "alice.jsonl").read_text().splitlines()) == 2
+    assert cli("bob", "history", "--export", str(tmp_path / "all.jsonl")).returncode == 0
+    assert len((tmp_path / "all.jsonl").read_text().splitlines()) == 3 and (tmp_path / "all.jsonl").stat().st_mode & 0o777 == 0o600
+    # Bob's soak check counts Alice's paper deploy (one shared clock): a day later low risk may go on.
+    later = "2027-12-01T22:00:00+00:00"
+    assert cli("bob", "soak", "--release", "r7", "--risk", "low", "--stage", "production", "--at", later).returncode == 0
+    # The shared store down: one clear line, nothing written anywhere.
+    before = (tmp_path / "bob.jsonl").read_text()
+    down = cli("bob", "record", "--kind", "deploy", "--release", "r8", "--stage", "paper", "--outcome", "ok", url="redis://127.0.0.1:1/0")
+    assert down.returncode != 0 and "cannot be reached" in down.stderr and "Traceback" not in down.stderr
+    assert len(down.stderr.strip().splitlines()) == 1 and (tmp_path / "bob.jsonl").read_text() == before

@@ -3,7 +3,8 @@
 
 Runs on the bot host with the system Python (stdlib only), never with the release under test.
 Exit 0 with the last /healthz document on stdout; exit 1 with the reason on stderr when the unit
-crashed or restarted, stayed degraded past the grace period, or the time ran out.
+crashed or restarted, its trading loop stalled (it stopped completing ticks: a hang, or decisions far
+slower than the tick), it stayed degraded past the grace period, or the time ran out.
 """
 
 import argparse
@@ -62,6 +63,8 @@ def main():
         if doc.get("status") in statuses and doc.get("release") == a.release:
             print(json.dumps({"unit": a.unit, "waited_s": round(time.monotonic() - began, 3), **doc}))
             return
+        if doc.get("status") == "stalled" and doc.get("release") == a.release:
+            sys.exit(f"{a.unit} stalled: {doc.get('reason')}")
         if doc.get("status") == "degraded" and doc.get("release") == a.release:
             degraded_since = degraded_since or time.monotonic()
             if time.monotonic() - degraded_since > a.degraded_grace:

@@ -1,0 +1,388 @@
+#!/usr/bin/python3
+"""The release guard of a bot host: after every switch it watches the new release for a bake period and,
+when a rollback trigger fires, hands the bots back to the previous slot itself, with no controller.
+
+Runs with the system Python (stdlib only), independent of any release, as quantshift-guard.service.
+  quantshift-guard.py run     [--config /etc/quantshift/guard.json]   the service
+  quantshift-guard.py status  [--config ...] [--json]                 what it watches, time left, figures
+
+The handover writes BASE/guard/bake.json at every switch: the release, the slot it runs in, the release
+and slot it replaced, when, and the replaced release's figures (the baseline). The guard's own state is
+that file: killed, restarted or after a reboot it resumes the bake where it was. It never starts, stops
+or changes anything unless a trigger fires during a bake; the bots never depend on it.
+
+Triggers (thresholds in the config, from the role's quantshift_bot_guard):
+  restarts   the new slot's unit restarted or failed (a crash loop) more than `max_restarts` times;
+  stalled    its /healthz says `stalled` (the trading loop stopped completing ticks) for `stalled_s`;
+  error_rate its broker error rate above `max_error_rate`;
+  drawdown   the drawdown of its own closed trades above `max_drawdown`;
+  win_rate   its win rate more than `max_win_rate_drop` below the baseline's, past `min_trades` trades.
+On a trigger: start the old slot (it warms up in standby), stop the new one (it hands its leases over),
+wait until the old one trades, record the switch back (current, previous, slots/active), close the bake,
+and append the rollback to the environment's audit log in Redis (and a local copy).
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+DEFAULT_CONFIG = "/etc/quantshift/guard.json"
+TRIGGERS = ("restarts", "stalled", "error_rate", "drawdown", "win_rate")
+
+
+def load_config(path):
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def bake_path(cfg):
+    return os.path.join(cfg["base_dir"], "guard", "bake.json")
+
+
+def read_json(path):
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path, doc):
+    """Replace the file by rename: a guard killed mid-write never leaves half a bake behind."""
+    tmp = path + ".new"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(doc, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def healthz(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+            return json.load(resp)
+    except urllib.error.HTTPError as err:  # 503 carries the document too
+        try:
+            return json.loads(err.read() or b"{}")
+        except ValueError:
+            return {}
+    except (OSError, ValueError):
+        return {}
+
+
+def unit_state(unit):
+    out = subprocess.run(
+        ["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "NRestarts", unit], capture_output=True, text=True, check=False
+    ).stdout
+    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return props.get("ActiveState", "unknown"), props.get("SubState", ""), int(props.get("NRestarts") or 0)
+
+
+def port_of(bot, slot):
+    return bot["metrics_port"] + (bot["slot_port_offset"] if slot == "b" else 0)
+
+
+# --- evaluation ---------------------------------------------------------------------------------------
+def figures(cfg, bake):
+    """What each bot of the new slot shows now: the inputs of the triggers."""
+    out = {}
+    for bot in cfg["bots"]:
+        unit = f"quantshift-{bot['name']}@{bake['slot']}.service"
+        active, sub, restarts = unit_state(unit)
+        doc = healthz(port_of(bot, bake["slot"]))
+        session = doc.get("session") or {}
+        out[bot["name"]] = {
+            "unit": f"{active}/{sub}",
+            "restarts": restarts - int(bake.get("restarts_at_switch", {}).get(bot["name"], 0)) + (1 if active == "failed" else 0),
+            "status": doc.get("status", "unreachable"),
+            "release": doc.get("release"),
+            "error_rate": float(doc.get("error_rate") or 0.0),
+            "trades": int(session.get("trades") or 0),
+            "win_rate": float(session.get("win_rate") or 0.0),
+            "drawdown": float(session.get("drawdown") or 0.0),
+        }
+    return out
+
+
+def evaluate(cfg, bake, now_figures, stalled_since, now):
+    """The first trigger that fires, as (trigger, bot, text), or None."""
+    t = cfg["thresholds"]
+    baseline = bake.get("baseline") or {}
+    for name, f in now_figures.items():
+        if f["restarts"] > t["max_restarts"]:
+            return "restarts", name, f"{f['restarts']} restart(s) or failure since the switch (max {t['max_restarts']})"
+        since = stalled_since.get(name)
+        if since is not None and now - since >= t["stalled_s"]:
+            return "stalled", name, f"trading loop stalled for {now - since:.1f} s (max {t['stalled_s']:g} s)"
+        if f["error_rate"] > t["max_error_rate"]:
+            return "error_rate", name, f"broker error rate {f['error_rate']:.1%} > {t['max_error_rate']:.1%}"
+        if f["drawdown"] > t["max_drawdown"]:
+            return "drawdown", name, f"drawdown {f['drawdown']:.1%} > {t['max_drawdown']:.1%}"
+        base = (baseline.get(name) or {}).get("win_rate")
+        if base is not None and f["trades"] >= t["min_trades"] and f["win_rate"] < float(base) - t["max_win_rate_drop"]:
+            return "win_rate", name, f"win rate {f['win_rate']:.1%} vs {float(base):.1%} before (max drop {t['max_win_rate_drop']:.0%})"
+    return None
+
+
+# --- acting -----------------------------------------------------------------------------------------
+def systemctl(*args):
+    done = subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"systemctl {' '.join(args)}: {done.stderr.strip() or done.returncode}")
+
+
+def hand_back(cfg, bake):
+    """Old slot first (standby until the leases come), then the broken one stopped, then wait for trading."""
+    old, new = bake["previous_slot"], bake["slot"]
+    for bot in cfg["bots"]:
+        systemctl("enable", "--now", f"quantshift-{bot['name']}@{old}.service")
+    for bot in cfg["bots"]:
+        systemctl("disable", "--now", f"quantshift-{bot['name']}@{new}.service")
+    deadline = time.monotonic() + cfg["decide_within_s"]
+    waiting = {bot["name"]: port_of(bot, old) for bot in cfg["bots"]}
+    while waiting and time.monotonic() < deadline:
+        for name, port in list(waiting.items()):
+            doc = healthz(port)
+            if doc.get("status") == "ready" and doc.get("release") == bake["previous_release"]:
+                del waiting[name]
+        time.sleep(0.05)
+    base = cfg["base_dir"]
+    for link, target in (
+        ("previous", f"releases/{bake['release']}"),
+        ("current", f"releases/{bake['previous_release']}"),
+        ("slots/active", old),
+    ):
+        tmp = os.path.join(base, link + ".guard")
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(target, tmp)
+        os.replace(tmp, os.path.join(base, link))
+    return sorted(waiting)  # bots not trading again in time (reported; the handover itself is done)
+
+
+class Redis:
+    """Just enough RESP for the audit stream: AUTH, XADD (stdlib only, like the rest of the guard)."""
+
+    def __init__(self, url, timeout=3.0):
+        u = urllib.parse.urlparse(url)
+        if u.scheme != "redis":
+            raise ValueError(f"the guard speaks redis:// only, got {u.scheme}://")
+        self.sock = socket.create_connection((u.hostname or "127.0.0.1", u.port or 6379), timeout=timeout)
+        self.buf = b""
+        if u.password:
+            self.call("AUTH", urllib.parse.unquote(u.username or "default"), urllib.parse.unquote(u.password))
+        db = (u.path or "/0").lstrip("/") or "0"
+        if db != "0":
+            self.call("SELECT", db)
+
+    def call(self, *args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            data = a if isinstance(a, bytes) else str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        self.sock.sendall(b"".join(out))
+        line = self._line()
+        if line.startswith(b"-"):
+            raise RuntimeError(line[1:].decode(errors="replace"))
+        if line.startswith(b"$"):
+            size = int(line[1:])
+            if size < 0:
+                return None
+            while len(self.buf) < size + 2:
+                self._fill()
+            data, self.buf = self.buf[:size], self.buf[size + 2 :]
+            return data.decode()
+        return line[1:].decode()
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("redis closed the connection")
+        self.buf += chunk
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def close(self):
+        self.sock.close()
+
+
+def audit(cfg, record):
+    """The rollback goes to the environment's shared audit log (Redis) and to a local copy on the host."""
+    line = json.dumps(record, sort_keys=True)
+    local = os.path.join(cfg["base_dir"], "guard", "audit.jsonl")
+    fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as fh:
+        fh.write(line + "\n")
+    if not cfg.get("audit_redis_url"):
+        return "local only"
+    try:
+        client = Redis(cfg["audit_redis_url"])
+        try:
+            client.call("XADD", "qs:audit:log", "*", "record", line)
+        finally:
+            client.close()
+        return "shared"
+    except (OSError, RuntimeError, ValueError) as err:
+        return f"local only (the shared log could not be written: {err.__class__.__name__})"
+
+
+def log(kind, **fields):
+    print(json.dumps({"event": kind, "t": round(time.time(), 3), **fields}, default=str), flush=True)
+
+
+def run(cfg):
+    log("guard_started", host=cfg["host"], stage=cfg["stage"], bake_s=cfg["bake_s"])
+    stalled_since = {}
+    watching = None
+    while True:
+        bake = read_json(bake_path(cfg))
+        now = time.time()
+        if not bake or bake.get("outcome") or now - float(bake.get("switched_at", 0)) > cfg["bake_s"]:
+            if bake and not bake.get("outcome") and now - float(bake.get("switched_at", 0)) > cfg["bake_s"]:
+                bake["outcome"], bake["ended_at"] = "baked", now
+                write_json(bake_path(cfg), bake)
+                log("bake_passed", release=bake["release"])
+            watching = None
+            time.sleep(cfg["interval_s"])
+            continue
+        if watching != (bake["release"], bake["switched_at"]):
+            watching = (bake["release"], bake["switched_at"])
+            stalled_since = {}
+            log("watching", release=bake["release"], since=bake["switched_at"], left_s=round(cfg["bake_s"] - (now - bake["switched_at"])))
+        now_figures = figures(cfg, bake)
+        for name, f in now_figures.items():
+            if f["status"] == "stalled":
+                stalled_since.setdefault(name, now)
+            else:
+                stalled_since.pop(name, None)
+        bake["last_look"] = {"at": now, "figures": now_figures}
+        fired = evaluate(cfg, bake, now_figures, stalled_since, now)
+        if fired is None:
+            write_json(bake_path(cfg), bake)
+            time.sleep(cfg["interval_s"])
+            continue
+        trigger, bot, text = fired
+        log("trigger", trigger=trigger, bot=bot, reason=text, release=bake["release"])
+        began = time.monotonic()
+        late = hand_back(cfg, bake)
+        took = round(time.monotonic() - began, 3)
+        bake.update(outcome="rolled_back", trigger=trigger, reason=f"{bot}: {text}", ended_at=time.time(), handback_s=took, not_ready=late)
+        write_json(bake_path(cfg), bake)
+        record = {
+            "kind": "rollback",
+            "release": bake["release"],
+            "stage": cfg["stage"],
+            "outcome": "ok" if not late else "failed",
+            "host": cfg["host"],
+            "reason": f"guard: {trigger} ({bot}: {text}); {bake['previous_release']} trades again",
+            "who": f"guard@{cfg['host']}",
+            "when": time.time(),
+            "extra": {"figures": now_figures, "baseline": bake.get("baseline"), "handback_s": took},
+        }
+        where = audit(cfg, record)
+        log("rolled_back", release=bake["release"], to=bake["previous_release"], trigger=trigger, handback_s=took, audit=where)
+
+
+def status(cfg, as_json):
+    bake = read_json(bake_path(cfg)) or {}
+    now = time.time()
+    left = max(0.0, cfg["bake_s"] - (now - float(bake.get("switched_at", now)))) if bake and not bake.get("outcome") else 0.0
+    doc = {
+        "host": cfg["host"],
+        "stage": cfg["stage"],
+        "watching": bake.get("release") if bake and not bake.get("outcome") else None,
+        "previous": bake.get("previous_release"),
+        "bake_left_s": round(left, 1),
+        "outcome": bake.get("outcome"),
+        "reason": bake.get("reason"),
+        "thresholds": cfg["thresholds"],
+        "baseline": bake.get("baseline"),
+        "figures": (bake.get("last_look") or {}).get("figures"),
+    }
+    if as_json:
+        print(json.dumps(doc, indent=1, sort_keys=True))
+        return
+    print(
+        f"{cfg['host']} ({cfg['stage']}): "
+        + (
+            f"watching {doc['watching']} (replaced {doc['previous']}), {left:.0f} s of bake left"
+            if doc["watching"]
+            else f"nothing in bake (last: {bake.get('release', '-')} {bake.get('outcome', '')})"
+        )
+    )
+    if doc["reason"]:
+        print(f"  rolled back: {doc['reason']}")
+    t = cfg["thresholds"]
+    for name, f in (doc["figures"] or {}).items():
+        print(
+            f"  {name}: {f['status']}, restarts {f['restarts']}/{t['max_restarts']}, error rate {f['error_rate']:.1%}/{t['max_error_rate']:.0%}, "
+            f"drawdown {f['drawdown']:.1%}/{t['max_drawdown']:.0%}, win rate {f['win_rate']:.1%} over {f['trades']} trade(s)"
+        )
+
+
+def baseline(cfg, slot):
+    """The figures of the release about to be replaced (slot `slot`): what the new one is judged against."""
+    out = {}
+    for bot in cfg["bots"]:
+        doc = healthz(port_of(bot, slot))
+        if doc.get("session") is not None:
+            out[bot["name"]] = {"release": doc.get("release"), **doc["session"]}
+    return out
+
+
+def switched(cfg, a):
+    """The handover calls this at every switch: a new bake starts now."""
+    restarts = {bot["name"]: unit_state(f"quantshift-{bot['name']}@{a.slot}.service")[2] for bot in cfg["bots"]}
+    bake = {
+        "release": a.release,
+        "slot": a.slot,
+        "previous_release": a.previous_release,
+        "previous_slot": a.previous_slot,
+        "switched_at": time.time(),
+        "restarts_at_switch": restarts,
+        "baseline": json.loads(a.baseline or "{}"),
+    }
+    write_json(bake_path(cfg), bake)
+    print(json.dumps({"bake": a.release, "bake_s": cfg["bake_s"]}))
+
+
+def main():
+    p = argparse.ArgumentParser(prog="quantshift-guard")
+    p.add_argument("action", choices=("run", "status", "baseline", "switched"))
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--slot", help="baseline: the slot being replaced; switched: the new slot")
+    p.add_argument("--release", help="switched: the new release")
+    p.add_argument("--previous-release", help="switched: the release it replaced")
+    p.add_argument("--previous-slot", help="switched: the slot it replaced")
+    p.add_argument("--baseline", help="switched: the replaced release's figures (JSON from `baseline`)")
+    a = p.parse_args()
+    try:
+        cfg = load_config(a.config)
+    except (OSError, ValueError) as err:
+        sys.exit(f"quantshift-guard: cannot read {a.config}: {err}")
+    os.makedirs(os.path.dirname(bake_path(cfg)), mode=0o700, exist_ok=True)
+    if a.action == "status":
+        status(cfg, a.json)
+    elif a.action == "baseline":
+        print(json.dumps(baseline(cfg, a.slot)))
+    elif a.action == "switched":
+        if not (a.slot and a.release and a.previous_release and a.previous_slot):
+            sys.exit("quantshift-guard switched: --slot, --release, --previous-release and --previous-slot are required")
+        switched(cfg, a)
+    else:
+        run(cfg)
+
+
+if __name__ == "__main__":
+    main()

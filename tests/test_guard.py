@@ -1,0 +1,121 @@
+"""The release guard's decisions and records, without a host: its trigger rules, its bake file, and its
+rollback record in the shared audit log (a real Redis). Its hand-back on a host is tested on LXC
+(tests/test_pipeline.py: a release that goes bad after the gate)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "roles/quantshift_bot/files/quantshift-guard.py"
+THRESHOLDS = {"max_restarts": 0, "stalled_s": 2, "max_error_rate": 0.05, "max_drawdown": 0.15, "max_win_rate_drop": 0.10, "min_trades": 10}
+
+
+def guard() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("quantshift_guard", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def healthy(**over: Any) -> dict[str, Any]:
+    return {"restarts": 0, "status": "ready", "error_rate": 0.0, "trades": 20, "win_rate": 0.55, "drawdown": 0.01} | over
+
+
+@pytest.mark.parametrize(
+    ("figures", "stalled_for", "fired"),
+    [
+        (healthy(), None, None),
+        (healthy(restarts=1), None, "restarts"),
+        (healthy(status="stalled"), 2.5, "stalled"),
+        (healthy(status="stalled"), 1.0, None),  # not for long enough yet
+        (healthy(error_rate=0.2), None, "error_rate"),
+        (healthy(drawdown=0.3), None, "drawdown"),
+        (healthy(win_rate=0.30), None, "win_rate"),  # 0.60 before: 30 points lower
+        (healthy(win_rate=0.30, trades=5), None, None),  # too few trades to judge
+        (healthy(win_rate=0.52), None, None),  # within 10 points
+    ],
+)
+def test_each_trigger_fires_on_its_own_figure_and_only_then(figures: dict[str, Any], stalled_for: float | None, fired: str | None) -> None:
+    g = guard()
+    cfg = {"thresholds": THRESHOLDS}
+    bake = {"baseline": {"equity": {"win_rate": 0.60, "trades": 40}}}
+    now = 1000.0
+    stalled = {"equity": now - stalled_for} if stalled_for is not None else {}
+    found = g.evaluate(cfg, bake, {"equity": figures}, stalled, now)
+    assert (found[0] if found else None) == fired
+    if found:
+        assert found[1] == "equity" and found[2]  # which bot, and a reason an operator can read
+
+
+def test_a_bake_starts_at_the_switch_and_status_reports_it(tmp_path: Path) -> None:
+    config = tmp_path / "guard.json"
+    base = tmp_path / "opt"
+    config.write_text(
+        json.dumps(
+            {
+                "base_dir": str(base),
+                "host": "h1",
+                "stage": "production",
+                "bake_s": 600,
+                "interval_s": 0.5,
+                "decide_within_s": 5,
+                "thresholds": THRESHOLDS,
+                "audit_redis_url": "",
+                "bots": [{"name": "equity", "metrics_port": 1, "slot_port_offset": 100}],
+            }
+        )
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(SCRIPT), *args, "--config", str(config)], capture_output=True, text=True, timeout=60)
+
+    started = run(
+        "switched",
+        "--slot",
+        "b",
+        "--release",
+        "r2",
+        "--previous-slot",
+        "a",
+        "--previous-release",
+        "r1",
+        "--baseline",
+        '{"equity": {"win_rate": 0.6}}',
+    )
+    assert started.returncode == 0, started.stderr
+    bake = json.loads((base / "guard" / "bake.json").read_text())
+    assert (bake["release"], bake["slot"], bake["previous_release"], bake["baseline"]["equity"]["win_rate"]) == ("r2", "b", "r1", 0.6)
+    assert (base / "guard" / "bake.json").stat().st_mode & 0o777 == 0o600
+    status = json.loads(run("status", "--json").stdout)
+    assert status["watching"] == "r2" and status["previous"] == "r1" and 590 < status["bake_left_s"] <= 600
+    missing = run("switched", "--slot", "b")
+    assert missing.returncode != 0 and "required" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_the_guards_rollback_record_joins_the_shared_audit_log(tmp_path: Path, redis_url: str) -> None:
+    g = guard()
+    (tmp_path / "guard").mkdir()
+    cfg = {"base_dir": str(tmp_path), "audit_redis_url": redis_url}
+    record = {"kind": "rollback", "release": "r2", "stage": "production", "outcome": "ok", "host": "h1", "reason": "guard: error_rate",
+              "who": "guard@h1", "when": 1.0, "extra": {"figures": {}}}  # fmt: skip
+    assert g.audit(cfg, record) == "shared"
+    env = os.environ | {"QUANTSHIFT_AUDIT_REDIS_URL": redis_url}
+    shown = subprocess.run(
+        [sys.executable, "-m", "quantshift", "deploy", "history", "--json", "--audit-log", str(tmp_path / "ctl.jsonl")],
+        capture_output=True, text=True, timeout=60, env=env, check=True,
+    )  # fmt: skip
+    assert [(r["kind"], r["who"]) for r in json.loads(shown.stdout)] == [("rollback", "guard@h1")]
+    # Redis gone: the record is kept on the host, and the guard says so instead of failing the rollback.
+    assert g.audit(cfg | {"audit_redis_url": "redis://127.0.0.1:1/0"}, record).startswith("local only")
+    assert len((tmp_path / "guard" / "audit.jsonl").read_text().splitlines()) == 2
