@@ -167,16 +167,12 @@ def handover_gap(facts: dict[str, Any], redis_url: str, tmp: Path) -> list[dict[
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        server = RedisServer(tmp / "redis")
-        server.start()
-        try:
+        with RedisServer(tmp / "redis") as server:
             figures = decision_latency(server.url)
             lab = labkit.lab_settings(tmp, "10.231.23.0/24", "qsbrb4")
             with labkit.running_lab(lab, "memory", {"QUANTSHIFT_LAB_MARKET_SPEED": "60"}) as facts:
                 figures += handover_gap(facts, server.url, tmp)
                 figures += sigterm_with_positions(facts, server.url, tmp)
-        finally:
-            server.stop()
     print(record("bot", [below(f) for f in figures], backend="local processes, real Redis"))
     print(json.dumps(figures, indent=1))
 

@@ -195,16 +195,12 @@ def convergence(facts: dict[str, Any], redis_url: str, tmp: Path, rounds: int = 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        server = RedisServer(tmp / "redis")
-        server.start()
-        try:
+        with RedisServer(tmp / "redis") as server:
             figures = per_order(server.url)
             lab = labkit.lab_settings(tmp, "10.231.24.0/24", "qsbrb5")
             with labkit.running_lab(lab, "memory", {"QUANTSHIFT_LAB_MARKET_SPEED": "60"}) as facts:
                 figures += per_takeover(facts)
                 figures += convergence(facts, server.url, tmp)
-        finally:
-            server.stop()
     print(record("fence", [below(f) for f in figures], backend="local processes, real Redis, lab exchanges"))
     print(json.dumps(figures, indent=1))
 

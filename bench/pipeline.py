@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 from bench.common import below, record
 from quantshift import switchover
 from tests import labkit
-from tests.test_pipeline import ROOT, lab_env, playbook
+from tests.test_pipeline import ROOT, build_bad_release, lab_env, playbook
 
 AT = "quantshift_deploy_at=2026-11-24T22:00:00+00:00"  # inside the window
 ROUNDS = 3
@@ -102,12 +101,7 @@ def main() -> None:
             if target == "p2":  # leave p2 running for the bad release to replace
                 _timed(env, "rollback.yml", "-e", "quantshift_bot_rollback_to=p2")
 
-            built = subprocess.run(
-                [str(ROOT / "scripts/build-bad-release.sh"), str(tmp / "bad")], capture_output=True, text=True, timeout=600
-            )
-            if built.returncode != 0:
-                raise RuntimeError(f"build-bad-release.sh failed: {built.stderr[-2000:]}")
-            bad = built.stdout.strip()
+            bad = build_bad_release(tmp / "bad")
             since = time.time()
             bad_wall, _ = _timed(
                 env, "deploy-production.yml", "-e", "quantshift_release=p3-bad", "-e", f"quantshift_wheelhouse={bad}", *bootstrap, ok=False

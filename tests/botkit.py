@@ -74,6 +74,13 @@ class RedisServer:
             self.proc.wait(10)
         self.proc = None
 
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()  # even when the block failed
+
 
 class Bot:
     """`python -m bot run` as a real process; its JSON log lines are read back from a file."""

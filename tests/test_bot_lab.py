@@ -327,8 +327,8 @@ def test_lab_alpaca_bracket_orders_and_limits_through_the_sdk(trade_lab: dict[st
     assert resting.status == "new"
     alpaca.cancel(str(resting.id))
     assert alpaca.find(resting.client_order_id).status == "canceled"
-    closed = alpaca.close_position("AAPL")
-    assert closed is not None and closed.status == "filled"
+    closed: Any = alpaca.trading.close_position("AAPL")  # the lab's DELETE /v2/positions/{symbol}, through the SDK
+    assert closed is not None and str(closed.status.value) == "filled"
     assert not [o for o in alpaca.open_orders() if o.symbol == "AAPL"]  # closing the position cancelled its legs
     live = broker(trade_lab, "live")
     assert "AAPL" not in live.positions()  # paper and live are separate accounts

@@ -21,6 +21,7 @@ THRESHOLDS = {"max_restarts": 0, "stalled_s": 2, "max_error_rate": 0.05, "max_dr
 
 
 def guard() -> ModuleType:
+    sys.path.insert(0, str(SCRIPT.parent))  # as on the host: its helpers sit next to it
     spec = importlib.util.spec_from_file_location("quantshift_guard", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

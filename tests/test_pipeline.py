@@ -118,6 +118,16 @@ def healthz(ip: str, port: int) -> dict[str, Any]:
         return failed
 
 
+def build_bad_release(dest: Path, defect: str = "crash") -> str:
+    """A deliberately bad release's wheelhouse (scripts/build-bad-release.sh DEST DEFECT); its path."""
+    built = subprocess.run(
+        [str(ROOT / "scripts/build-bad-release.sh"), str(dest), defect], capture_output=True, text=True, timeout=600, check=False
+    )
+    if built.returncode != 0:
+        raise RuntimeError(f"build-bad-release.sh {defect} failed: {built.stderr[-2000:]}")
+    return built.stdout.strip()
+
+
 def active_health(ip: str) -> dict[str, Any]:
     """/healthz of whichever slot answers (a on 9108, b on 9208)."""
     for port in (9108, 9208):
@@ -144,6 +154,16 @@ def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any
         outputs.append(done.stdout + done.stderr)
         assert (done.returncode == 0) == ok, f"{name}: rc {done.returncode}\n{done.stdout[-6000:]}"
         return done
+
+    def force_to_production(release: str, defect: str, reason: str, ok: bool) -> subprocess.CompletedProcess[str]:
+        """A bad release straight to production, its soak overridden (audited), the canary left as it is."""
+        wheelhouse = build_bad_release(tmp_path / defect, defect)
+        return run(
+            "deploy-production.yml",
+            "-e", f"quantshift_release={release}", "-e", at, "-e", f"quantshift_wheelhouse={wheelhouse}",
+            "-e", f"quantshift_soak_override_reason=test: {reason}", "-e", "quantshift_end_canary=false",
+            ok=ok,
+        )  # fmt: skip
 
     run("provision.yml")
     try:
@@ -189,15 +209,7 @@ def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any
         handover = switchover.find(switchover.events(journal.splitlines()), "p2", before)
         assert handover is not None and handover.old_release == "p1" and handover.gap_s > 0
 
-        bad = subprocess.run(
-            [str(ROOT / "scripts/build-bad-release.sh"), str(tmp_path / "bad")], capture_output=True, text=True, timeout=600, check=True
-        ).stdout.strip()
-        failed = run(
-            "deploy-production.yml",
-            "-e", "quantshift_release=p3-bad", "-e", at, "-e", f"quantshift_wheelhouse={bad}",
-            "-e", "quantshift_soak_override_reason=test: a bad release", "-e", "quantshift_end_canary=false",
-            ok=False,
-        )  # fmt: skip
+        failed = force_to_production("p3-bad", "crash", "a bad release", ok=False)
         assert "crashed" in flat(failed.stdout) and "it runs p2 again" in flat(failed.stdout)
         back = active_health(primary)
         assert (back["release"], back["status"]) == ("p2", "ready")
@@ -209,19 +221,7 @@ def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any
 
         # A release whose strategy hangs on its first decision (the process stays up): its loop stops
         # completing ticks, it hands the leases back and /healthz says stalled; the play goes back at once.
-        hang = subprocess.run(
-            [str(ROOT / "scripts/build-bad-release.sh"), str(tmp_path / "hang"), "hang"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=True,
-        ).stdout.strip()
-        failed = run(
-            "deploy-production.yml",
-            "-e", "quantshift_release=p3-hang", "-e", at, "-e", f"quantshift_wheelhouse={hang}",
-            "-e", "quantshift_soak_override_reason=test: a hanging release", "-e", "quantshift_end_canary=false",
-            ok=False,
-        )  # fmt: skip
+        failed = force_to_production("p3-hang", "hang", "a hanging release", ok=False)
         assert "stalled" in flat(failed.stdout) and "it runs p2 again" in flat(failed.stdout)
         back = active_health(primary)
         assert (back["release"], back["status"]) == ("p2", "ready")
@@ -236,18 +236,7 @@ def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any
         # A release that passes the gate, then goes bad after the play has ended (every broker call fails
         # 30 s after it starts): the guard on the host hands back to the release before, with no controller,
         # and records the rollback in the environment's shared audit log.
-        errors = subprocess.run(
-            [str(ROOT / "scripts/build-bad-release.sh"), str(tmp_path / "errors"), "errors"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=True,
-        ).stdout.strip()
-        run(
-            "deploy-production.yml",
-            "-e", "quantshift_release=p4-errors", "-e", at, "-e", f"quantshift_wheelhouse={errors}",
-            "-e", "quantshift_soak_override_reason=test: goes bad after the gate", "-e", "quantshift_end_canary=false",
-        )  # fmt: skip
+        force_to_production("p4-errors", "errors", "goes bad after the gate", ok=True)
         assert active_health(primary)["release"] == "p4-errors"  # the play passed it
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and active_health(primary).get("release") != "p1":

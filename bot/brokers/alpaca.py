@@ -122,9 +122,6 @@ class AlpacaBroker:
     def cancel(self, order_id: str) -> None:
         _guard(lambda: self.trading.cancel_order_by_id(order_id), f"cancel {order_id}")
 
-    def close_position(self, symbol: str) -> BrokerOrder | None:
-        return _order(_guard(lambda: self.trading.close_position(symbol), f"close {symbol}"))
-
     def burn(self, client_order_id: str, symbol: str, price: float) -> BrokerOrder:
         """One share bid at half the last price, canceled at once: Alpaca refuses the id from then on (422)."""
         fence = LimitOrderRequest(

@@ -113,9 +113,13 @@ class CoinbaseBroker:
                 lambda: place(client_order_id=req.client_order_id, product_id=req.symbol, base_size=size), f"order {req.client_order_id}"
             )
         )
+        return self._placed(doc, f"order {req.client_order_id}")
+
+    def _placed(self, doc: dict[str, Any], what: str) -> BrokerOrder:
+        """The order a create-order answer names (for a repeated id: the order that already has it)."""
         if not doc.get("success"):
             err = doc.get("error_response") or {}
-            raise OrderRejected(f"order {req.client_order_id}: {err.get('error')}: {err.get('message')}")
+            raise OrderRejected(f"{what}: {err.get('error')}: {err.get('message')}")
         order_id = doc["success_response"]["order_id"]
         return _order(_d(_guard(lambda: self.client.get_order(order_id), "order lookup"))["order"])
 
@@ -147,23 +151,11 @@ class CoinbaseBroker:
                 f"fence {client_order_id}",
             )
         )
-        if not doc.get("success"):
-            err = doc.get("error_response") or {}
-            raise OrderRejected(f"fence {client_order_id}: {err.get('error')}: {err.get('message')}")
-        order_id = doc["success_response"]["order_id"]
-        order = _order(_d(_guard(lambda: self.client.get_order(order_id), "order lookup"))["order"])
+        order = self._placed(doc, f"fence {client_order_id}")
         if is_fence_order(order) and order.status == "new":
             self.cancel(order.id)
             order.status = "canceled"
         return order
-
-    def close_position(self, symbol: str) -> BrokerOrder | None:
-        pos = self.positions().get(symbol)
-        if pos is None:
-            return None
-        import uuid
-
-        return self.submit(OrderRequest(f"close-{uuid.uuid4()}", symbol, "sell", pos.qty, self._price(symbol), "close"))
 
 
 def _decimal(value: float, step: float) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 import uuid
 
 from bot.brokers.base import OrderRejected
@@ -94,9 +93,3 @@ class SimBroker:
             fence = BrokerOrder(str(uuid.uuid4()), client_order_id, symbol, "buy", 1.0, "canceled", type="limit")
             self.orders[client_order_id] = fence
             return fence
-
-    def close_position(self, symbol: str) -> BrokerOrder | None:
-        pos = self._positions.get(symbol)
-        if pos is None:
-            return None
-        return self.submit(OrderRequest(f"close-{symbol}-{time.time_ns()}", symbol, "sell", pos.qty, self._prices[symbol], "close"))

@@ -29,9 +29,9 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
+
+from quantshift_host import healthz, unit_state  # next to this script
 
 DEFAULT_CONFIG = "/etc/quantshift/guard.json"
 TRIGGERS = ("restarts", "stalled", "error_rate", "drawdown", "win_rate")
@@ -61,27 +61,6 @@ def write_json(path, doc):
     with os.fdopen(fd, "w") as fh:
         json.dump(doc, fh, indent=1, sort_keys=True)
     os.replace(tmp, path)
-
-
-def healthz(port):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-            return json.load(resp)
-    except urllib.error.HTTPError as err:  # 503 carries the document too
-        try:
-            return json.loads(err.read() or b"{}")
-        except ValueError:
-            return {}
-    except (OSError, ValueError):
-        return {}
-
-
-def unit_state(unit):
-    out = subprocess.run(
-        ["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "NRestarts", unit], capture_output=True, text=True, check=False
-    ).stdout
-    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    return props.get("ActiveState", "unknown"), props.get("SubState", ""), int(props.get("NRestarts") or 0)
 
 
 def port_of(bot, slot):

@@ -9,35 +9,18 @@ slower than the tick), it stayed degraded past the grace period, or the time ran
 
 import argparse
 import json
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+
+import quantshift_host  # next to this script
+from quantshift_host import healthz
 
 
 def unit_state(unit):
     """(state, restarts): state is `failed` or `auto-restart` (it died and systemd waits to restart it)
     as soon as the process is gone, without waiting out RestartSec for the restart count to move."""
-    out = subprocess.run(
-        ["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "NRestarts", unit], capture_output=True, text=True, check=False
-    ).stdout
-    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    state = props.get("SubState") if props.get("SubState") == "auto-restart" else props.get("ActiveState", "unknown")
-    return state, int(props.get("NRestarts") or 0)
-
-
-def healthz(port):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-            return json.load(resp)
-    except urllib.error.HTTPError as err:  # 503 carries the document too
-        try:
-            return json.loads(err.read() or b"{}")
-        except ValueError:
-            return {}
-    except (OSError, ValueError):
-        return {}
+    active, sub, restarts = quantshift_host.unit_state(unit)
+    return (sub if sub == "auto-restart" else active), restarts
 
 
 def main():
