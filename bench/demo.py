@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.common import below, record
 from tests import labkit
-from tests.test_pipeline import ROOT, lab_env_for
+from tests.pipekit import ROOT, lab_env_for
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from bench.common import below, record
 from quantshift import switchover
 from tests import labkit
-from tests.test_pipeline import ROOT, build_bad_release, lab_env, playbook
+from tests.pipekit import ROOT, build_bad_release, lab_env, playbook
 
 AT = "quantshift_deploy_at=2026-11-24T22:00:00+00:00"  # inside the window
 ROUNDS = 3

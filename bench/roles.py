@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import below, record
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests import ROOT
 
 
 def _molecule(action: str, env: dict[str, str]) -> tuple[float, str]:

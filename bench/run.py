@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import bot, common, demo, fence, lab_api, pipeline, provision, roles
+from bench import bot, common, demo, fence, guard, lab_api, pipeline, provision, roles
 
 
 def main() -> None:
@@ -12,6 +12,7 @@ def main() -> None:
     fence.main()
     roles.main()
     pipeline.main()
+    guard.main()
     demo.main()
     print(common.write_markdown())
 

@@ -278,6 +278,16 @@ class AlpacaApi:
         def ledger(req: Request) -> Any:
             return ex.ledger()
 
+        @r.route("POST", "/lab/market")
+        def market(req: Request) -> Any:
+            try:
+                fraction = float(req.params["shock"])
+            except (KeyError, ValueError):
+                raise ApiError(400, "shock: the price move as a fraction, e.g. -0.5") from None
+            if not -0.95 <= fraction <= 10:
+                raise ApiError(400, "shock must be within -0.95 and 10")
+            return {"shocked_from": ex.iso(ex.market.shock(fraction, ex.clock.now()))}
+
         @r.route("POST", "/lab/clock")
         def set_clock(req: Request) -> Any:
             if "advance" in req.params:

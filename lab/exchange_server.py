@@ -1,7 +1,7 @@
 """Run the lab's exchanges in the foreground: `python -m lab.exchange_server` (the lab starts it for you).
 
 One market and clock shared by the Alpaca-compatible HTTP API and the Coinbase-compatible HTTPS API,
-served on loopback and, when the lab bridge exists, on the bridge's own address for the containers.
+and the webhook receiver that keeps the notifications sent to it; all served on loopback and, when the lab bridge exists, on the bridge's own address for the containers.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from lab.exchange_alpaca import AlpacaApi
 from lab.exchange_state import Exchange
 from lab.httpd import ApiError, JsonServer
 from lab.market import Clock, Market
+from lab.webhook_receiver import WebhookReceiver
 
 
 def _alpaca_error(err: ApiError) -> dict[str, object]:
@@ -68,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         server.use_tls(str(cert), str(key))
         servers.append(server)
 
+    receiver = WebhookReceiver(conf["admin_token"])
+    for host in args.bind or ["127.0.0.1"]:
+        servers.append(JsonServer((host, lab.webhook_port), receiver.router, receiver.authenticate, envelope=lambda d: d))
+
     def stop(signum: int, frame: FrameType | None) -> None:
         for s in servers:
             threading.Thread(target=s.shutdown, daemon=True).start()
@@ -77,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2}) for s in servers]
     for t in threads:
         t.start()
-    print(json.dumps({"alpaca": lab.alpaca_port, "coinbase": lab.coinbase_port, "bind": args.bind}), flush=True)
+    print(
+        json.dumps({"alpaca": lab.alpaca_port, "coinbase": lab.coinbase_port, "webhook": lab.webhook_port, "bind": args.bind}), flush=True
+    )
     for t in threads:
         t.join()
     return 0

@@ -62,6 +62,22 @@ class Market:
         self._rngs: dict[str, random.Random] = {}
         self._lock = threading.Lock()
         self._csv: dict[str, dict[int, Bar]] = _load_csv(csv_path) if csv_path else {}
+        self._shocks: list[tuple[int, float]] = []  # (first minute index, factor): level shifts from then on
+
+    def shock(self, fraction: float, now: float) -> int:
+        """Every symbol's price moves by `fraction` (-0.5: halves) from the next minute on, and stays there:
+        a gap no stop can escape. Bars already completed never change. Returns the first shocked minute."""
+        first = int(now) // 60 * 60 + 60
+        with self._lock:
+            self._shocks.append(((first - EPOCH) // 60, 1.0 + fraction))
+        return first
+
+    def _level(self, i: int) -> float:
+        level = 1.0
+        for first, factor in self._shocks:
+            if i >= first:
+                level *= factor
+        return level
 
     def _walk(self, symbol: str, upto: int) -> list[float]:
         closes = self._closes.get(symbol)
@@ -85,7 +101,7 @@ class Market:
         i = max(1, (minute_start - EPOCH) // 60)
         with self._lock:
             closes = self._walk(symbol, i)
-            o, c = closes[i - 1], closes[i]
+            o, c = round(closes[i - 1] * self._level(i - 1), 4), round(closes[i] * self._level(i), 4)
         wick = abs(c - o) * 0.5 + o * self.volatility * 0.25
         h, low = round(max(o, c) + wick, 4), round(min(o, c) - wick, 4)
         v = 1000 + (i * 7919 + len(symbol) * 104729) % 9000

@@ -126,17 +126,7 @@ def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[s
     _stop_pid(int(state.get("exchange_pid") or 0), _exchange_marker(lab))
     _stop_pid(int(state.get("redis_pid") or 0), _redis_marker(lab))
     log = lab.state_dir / "logs" / "pve.log"
-    env_vars = os.environ | {
-        "QUANTSHIFT_LAB_DIR": str(lab.state_dir),
-        "QUANTSHIFT_LAB_CACHE": str(lab.cache_dir),
-        "QUANTSHIFT_LAB_PORT": str(lab.port),
-        "QUANTSHIFT_LAB_BRIDGE": lab.bridge,
-        "QUANTSHIFT_LAB_SUBNET": str(lab.subnet),
-        "PYTHONUNBUFFERED": "1",
-        "QUANTSHIFT_LAB_ALPACA_PORT": str(lab.alpaca_port),
-        "QUANTSHIFT_LAB_COINBASE_PORT": str(lab.coinbase_port),
-        "QUANTSHIFT_LAB_REDIS_PORT": str(lab.redis_port),
-    }
+    env_vars = os.environ | lab.as_env() | {"PYTHONUNBUFFERED": "1"}
     proc = _spawn([sys.executable, "-m", "lab.pve_server", "--state-dir", str(lab.state_dir), "--backend", backend], log, env_vars)
     state["pid"] = proc.pid
     (lab.state_dir / "pve.pid").write_text(f"{proc.pid}\n")
@@ -406,4 +396,23 @@ def _exchange_facts(lab: settings.LabSettings) -> dict[str, Any]:
         "exchange_ca_cert": str(lab.ca_cert),
         "redis_url": f"redis://quantshift:{conf['redis_password']}@{lab.host}:{lab.redis_port}/0",
         "redis_url_from_containers": f"redis://quantshift:{conf['redis_password']}@{lab.gateway}:{lab.redis_port}/0",
+        "webhook_url": f"http://{lab.host}:{lab.webhook_port}/hook/lab",
+        "webhook_url_from_containers": f"http://{lab.gateway}:{lab.webhook_port}/hook/lab",
     }
+
+
+def webhooks(lab: settings.LabSettings, clear: bool = False) -> list[dict[str, Any]]:
+    """What the lab's webhook receiver got, oldest first (then forgotten with `clear`)."""
+    path = lab.state_dir / "exchanges.json"
+    if not path.exists():
+        raise LabError("the lab is not set up: run `quantshift lab up`")
+    headers = {"X-Lab-Admin": json.loads(path.read_text())["admin_token"]}
+    base = f"http://{lab.host}:{lab.webhook_port}/lab/webhook/received"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(base, headers=headers), timeout=5) as answer:
+            got: list[dict[str, Any]] = json.load(answer)
+        if clear:
+            urllib.request.urlopen(urllib.request.Request(base, headers=headers, method="DELETE"), timeout=5).close()
+    except (urllib.error.URLError, OSError) as err:
+        raise LabError(f"the lab's webhook receiver does not answer on {lab.webhook_port} ({err}): is the lab up?") from None
+    return got

@@ -28,6 +28,21 @@ class LabSettings:
     alpaca_port: int = 8010
     coinbase_port: int = 8011
     redis_port: int = 6390
+    webhook_port: int = 8012
+
+    def as_env(self) -> dict[str, str]:
+        """The QUANTSHIFT_LAB_* variables that select this lab (the inverse of from_env)."""
+        return {
+            "QUANTSHIFT_LAB_DIR": str(self.state_dir),
+            "QUANTSHIFT_LAB_CACHE": str(self.cache_dir),
+            "QUANTSHIFT_LAB_PORT": str(self.port),
+            "QUANTSHIFT_LAB_BRIDGE": self.bridge,
+            "QUANTSHIFT_LAB_SUBNET": str(self.subnet),
+            "QUANTSHIFT_LAB_ALPACA_PORT": str(self.alpaca_port),
+            "QUANTSHIFT_LAB_COINBASE_PORT": str(self.coinbase_port),
+            "QUANTSHIFT_LAB_REDIS_PORT": str(self.redis_port),
+            "QUANTSHIFT_LAB_WEBHOOK_PORT": str(self.webhook_port),
+        }
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:
@@ -75,4 +90,5 @@ def from_env(environ: dict[str, str] | None = None) -> LabSettings:
         alpaca_port=int(env.get("QUANTSHIFT_LAB_ALPACA_PORT", "8010")),
         coinbase_port=int(env.get("QUANTSHIFT_LAB_COINBASE_PORT", "8011")),
         redis_port=int(env.get("QUANTSHIFT_LAB_REDIS_PORT", "6390")),
+        webhook_port=int(env.get("QUANTSHIFT_LAB_WEBHOOK_PORT", "8012")),
     )

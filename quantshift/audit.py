@@ -10,6 +10,9 @@ one history, one lock and the same soak clocks. Each record this controller appe
 its local JSON-lines file (the export; `quantshift deploy history --export FILE` writes all of them).
 Redis unreachable: every command refuses with one clear line, before anything changes; the bots
 trade on, they never read the audit. Without the variable, the file alone is the log (one controller).
+
+Records worth a message (deploy start and end, a failed gate, rollbacks, overrides) also go to the
+webhook when QUANTSHIFT_WEBHOOK_URL is set (quantshift.webhook), after they are stored.
 """
 
 from __future__ import annotations
@@ -93,10 +96,15 @@ class Record:
 def append(record: Record, path: Path | None = None) -> Record:
     """Append one record durably, before the caller acts on it: to the shared stream when there is one
     (then to the local export too), else to the file (flock + fsync)."""
+    from quantshift import webhook
+
     record.check()
+    hook = webhook.from_env()  # a bad webhook setting refuses here, before anything is written
     if redis_url():
         _redis().xadd(STREAM, {"record": json.dumps(asdict(record), sort_keys=True)})
     _append_file(record, path)
+    if hook and webhook.worth_sending(asdict(record)):
+        webhook.detached(hook, asdict(record))  # returns at once: a slow receiver never delays the caller
     return record
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,19 @@ def _lab_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lab_webhooks(args: argparse.Namespace) -> int:
+    from lab import services
+
+    got = services.webhooks(_lab_settings(), clear=args.clear)
+    if args.json:
+        print(json.dumps(got, indent=2))
+    else:
+        for entry in got:
+            when = time.strftime("%H:%M:%S", time.gmtime(entry["at"]))
+            print(f"{when} {entry['channel']:<9} {entry['body'].get('text', '')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="quantshift",
@@ -129,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = lab_sub.add_parser("env", help="print the connection facts a client needs (URL, token, CA, node, template)")
     p.add_argument("--json", action="store_true", help="machine-readable output, including the token secret")
     p.set_defaults(func=_lab_env)
+
+    p = lab_sub.add_parser("webhooks", help="what the lab's webhook receiver got (the notifications), oldest first")
+    p.add_argument("--json", action="store_true", help="the whole messages as JSON")
+    p.add_argument("--clear", action="store_true", help="then forget them")
+    p.set_defaults(func=_lab_webhooks)
 
     p = lab_sub.add_parser(
         "scan-secrets", help="scan files and directories for any of the lab's secrets (exit 1 naming file and secret, never the value)"

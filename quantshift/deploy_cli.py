@@ -96,6 +96,22 @@ def _record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _notify(args: argparse.Namespace) -> int:
+    """Send one test message now, in the foreground, and say whether it was delivered."""
+    from dataclasses import asdict
+
+    from quantshift import audit, webhook
+
+    hook = webhook.from_env()
+    if not hook:
+        print("quantshift: no webhook: set QUANTSHIFT_WEBHOOK_URL (the playbooks take it from quantshift_bot_webhook)", file=sys.stderr)
+        return 1
+    record = audit.Record("deploy", "-", args.stage, "ok", reason=args.text)
+    why = webhook.send(hook, asdict(record))
+    print(f"{hook['format']} webhook: " + ("delivered" if not why else f"NOT delivered ({why})"))
+    return 0 if not why else 1
+
+
 def _history(args: argparse.Namespace) -> int:
     from quantshift import audit
 
@@ -122,8 +138,13 @@ def _lock(args: argparse.Namespace) -> int:
 
     lock = audit.deploy_lock(args.environment, args.audit_log.parent if args.audit_log else None, ttl=args.ttl)
     if args.lock_action == "acquire":
+        from quantshift import webhook
+
+        webhook.from_env()  # a bad webhook setting refuses the deploy before it takes the lock
         lock.acquire(args.owner)
         audit.append(audit.Record("lock", "-", args.environment, "ok", reason=f"acquired by {args.owner}"), args.audit_log)
+        if args.release:  # the deploy starts now (and says so on the webhook)
+            audit.append(audit.Record("deploy", args.release, args.environment, "started", reason=f"run {args.owner}"), args.audit_log)
         return 0
     if args.lock_action == "release":
         held = lock.holder()
@@ -304,6 +325,11 @@ def register(sub: Any) -> None:
     common(p)
     p.set_defaults(func=_record)
 
+    p = actions.add_parser("notify", help="send a test message to the webhook ($QUANTSHIFT_WEBHOOK_URL) and say if it arrived")
+    p.add_argument("--text", default="a test message from quantshift deploy notify")
+    p.add_argument("--stage", default="-")
+    p.set_defaults(func=_notify)
+
     p = actions.add_parser("history", help="show the audit log")
     p.add_argument("--release")
     p.add_argument("--stage")
@@ -319,5 +345,6 @@ def register(sub: Any) -> None:
     p.add_argument("--owner", default=f"deploy-{int(time.time())}", help="who holds it (the playbook run)")
     p.add_argument("--ttl", type=float, default=3600, help="seconds after which an abandoned lock counts as stale")
     p.add_argument("--force", action="store_true", help="release a lock another run holds (its deploy died); audited")
+    p.add_argument("--release", help="acquire: the release this deploy ships (recorded as a deploy that started)")
     common(p)
     p.set_defaults(func=_lock)

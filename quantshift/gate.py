@@ -58,7 +58,10 @@ def evaluate(candidate: dict[str, Any], production: dict[str, Any] | None, t: Th
         checks.append(Check("not restarting", str(restarts), "0 restarts", restarts == 0))
     err = m.get("quantshift_error_rate", 0.0)
     checks.append(Check("error rate", f"{err:.2%}", f"<= {t.max_error_rate:.0%}", err <= t.max_error_rate))
-    dd = m.get("quantshift_max_drawdown", 0.0)
+    # The candidate answers for its own trades (/healthz session, the guard's figure too); the account's
+    # journal would blame it for a drawdown an earlier release made. Older releases: the journal's figure.
+    session = health.get("session")
+    dd = float(session["drawdown"]) if isinstance(session, dict) and "drawdown" in session else m.get("quantshift_max_drawdown", 0.0)
     checks.append(Check("max drawdown", f"{dd:.2%}", f"<= {t.max_drawdown:.0%}", dd <= t.max_drawdown))
     trades, win = m.get("quantshift_trades", 0.0), m.get("quantshift_win_rate", 0.0)
     if production is not None:

@@ -4,7 +4,9 @@
 #   crash  it raises (the process dies);
 #   hang   it never returns (the process stays up, its loop stops);
 #   slow   every decision takes 30 s, far longer than any tick;
-#   errors it trades normally for 30 s (long enough to pass a gate), then every broker call fails.
+#   errors it trades normally for 30 s (long enough to pass a gate), then every broker call fails;
+#   losses it trades normally for 30 s, then a sizing bug puts 25 % of equity in each position, past
+#          every cap: it loses money as soon as the market gaps (the lab's POST /lab/market shock).
 # It starts, warms up and waits in standby like any release; it fails once it holds the leases and
 # decides, which is what the handover's checks and the gates must catch and roll back.
 # Usage: scripts/build-bad-release.sh [OUTPUT_DIR] [DEFECT]   (default build/bad, crash); prints the archive's path.
@@ -16,8 +18,8 @@ case $defect in
   crash) code='raise RuntimeError("deliberately bad release: the strategy fails on every decision")' ;;
   hang) code='__import__("threading").Event().wait()  # deliberately bad release: the decision never returns' ;;
   slow) code='__import__("time").sleep(30)  # deliberately bad release: every decision takes 30 s' ;;
-  errors) code='' ;;
-  *) echo "build-bad-release.sh: DEFECT must be crash, hang, slow or errors (got '$defect')" >&2; exit 2 ;;
+  errors|losses) code='' ;;
+  *) echo "build-bad-release.sh: DEFECT must be crash, hang, slow, errors or losses (got '$defect')" >&2; exit 2 ;;
 esac
 src=$(mktemp -d)
 trap 'rm -rf "$src"' EXIT
@@ -42,6 +44,19 @@ assert text.count(anchor) == 1, "alpaca._guard changed: update scripts/build-bad
 bad = '    if __import__("time").monotonic() - _BORN > 30:  # deliberately bad release: fails after a gate would pass\n'
 bad += '        raise BrokerError(f"{what}: HTTP 503 (deliberately bad release)")\n'
 text = text.replace(anchor, anchor + bad).replace("T = TypeVar(\"T\")\n", "T = TypeVar(\"T\")\n_BORN = __import__(\"time\").monotonic()\n", 1)
+open(path, "w").write(text)
+PY
+fi
+if [[ $defect == losses ]]; then
+  python3 - "$src/bot/strategy.py" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+anchor = "    notional = min(equity * kelly_fraction * kelly(win_rate, payoff), max_position, max(room, 0.0)) * size_factor\n"
+assert text.count(anchor) == 1, "strategy.position_size changed: update scripts/build-bad-release.sh"
+bad = "    if __import__('time').monotonic() - _BORN > 30:  # deliberately bad release: a sizing bug past every cap\n"
+bad += "        notional = equity * 0.25\n"
+text = text.replace(anchor, anchor + bad) + "\n_BORN = __import__('time').monotonic()\n"
 open(path, "w").write(text)
 PY
 fi

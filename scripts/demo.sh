@@ -2,7 +2,9 @@
 # The main job: the whole pipeline on the lab, on real LXC containers, from a fresh machine.
 #   lab up -> provision 100-102 -> release A bootstraps production -> release B goes
 #   paper -> shadow -> canary -> production (warm handover) -> a deliberately bad release C is
-#   forced to production, the handover's crash check / the gate catch it and roll back to B.
+#   forced to production, the handover's crash check / the gate catch it and roll back to B -> release D
+#   passes its gate and goes bad afterwards: the release guard on the host rolls back to B by itself,
+#   and the lab's webhook receiver shows every notification.
 # Demo shortcuts, said out loud: "now" for the window check is the next weekday evening inside the
 # window; soak minimums are seconds instead of days; C skips the soak by an audited override.
 # `quantshift lab down` removes it all.
@@ -31,6 +33,7 @@ ansible-inventory --graph
 
 stamp=$(date -u +%Y%m%d-%H%M%S)
 a=${QUANTSHIFT_RELEASE:-lab-$stamp}-a b=${QUANTSHIFT_RELEASE:-lab-$stamp}-b c=${QUANTSHIFT_RELEASE:-lab-$stamp}-c-bad
+d=${QUANTSHIFT_RELEASE:-lab-$stamp}-d-errors
 # A weekday evening inside the production window (the lab's "now" for the window check).
 at=$(python -c '
 import datetime as dt
@@ -73,6 +76,25 @@ if ansible-playbook playbooks/deploy-production.yml -e "quantshift_release=$c" -
   exit 1
 fi
 grep -E "^fatal|FAILED|msg" "$out/bad-release.log" | tail -3 || true
+
+step "Release $d passes the gate, then its broker calls fail: the guard on the host rolls back to $b by itself"
+errors_wheelhouse=$(scripts/build-bad-release.sh "$PWD/build/bad-errors" errors)
+ansible-playbook playbooks/deploy-production.yml -e "quantshift_release=$d" -e "quantshift_deploy_at=$at" -e "quantshift_wheelhouse=$errors_wheelhouse" \
+  -e "quantshift_soak_override_reason='demo: a release that goes bad after its gate, for the guard to catch'" -e quantshift_end_canary=false \
+  > "$out/guarded-release.log" 2>&1
+echo "the play passed $d and ended; nothing but the guard on $primary watches it now"
+guarded=no
+for _ in $(seq 120); do
+  if quantshift guard status --ssh "$ssh_primary" --json 2>/dev/null \
+    | python -c 'import json, sys; s = json.load(sys.stdin); sys.exit(0 if (s["release"], s["outcome"]) == (sys.argv[1], "rolled_back") else 1)' "$d"; then
+    guarded=yes && break
+  fi
+  sleep 1
+done
+quantshift guard status --ssh "$ssh_primary"
+[[ $guarded == yes ]] || { echo "the guard did NOT roll $d back within 120 s" >&2; exit 1; }
+echo "what the environment's webhook received (the lab's receiver, Slack format):"
+quantshift lab webhooks | tail -8
 
 step "Summary"
 quantshift deploy history --limit 40

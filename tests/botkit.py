@@ -16,9 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests import ROOT
 from tests.labkit import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class RedisServer:

@@ -35,6 +35,7 @@ def lab_settings(tmp: Path, subnet: str, bridge: str) -> settings.LabSettings:
         alpaca_port=free_port(),
         coinbase_port=free_port(),
         redis_port=free_port(),
+        webhook_port=free_port(),
     )
 
 

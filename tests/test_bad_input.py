@@ -15,9 +15,8 @@ import pytest
 import redis
 import yaml
 
-from tests import labkit
+from tests import ROOT, labkit
 
-ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
 
@@ -123,6 +122,7 @@ def test_broken_host_variables_stop_the_role_before_any_change(tmp_path: Path, c
     )
     assert out.returncode != 0, out.stdout[-3000:]
     assert case["expect"] in out.stdout, out.stdout[-3000:]
+    assert case.get("never_shown", "\0") not in out.stdout + out.stderr  # a secret in the setting stays out of the output
     assert "changed=0" in out.stdout
     assert Path("/opt/quantshift").exists() == existed
 

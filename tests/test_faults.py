@@ -9,21 +9,29 @@ exchange agree)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from bot.state import State
 from tests import labkit
-from tests.test_pipeline import ROOT, active_health, destroy_all, flat, lab_env, lab_facts, playbook
+from tests.pipekit import (
+    ROOT,
+    active_health,
+    assert_books_agree,
+    attach,
+    destroy_all,
+    flat,
+    health_or_none,
+    journal,
+    lab_env,
+    playbook,
+    wait_for,
+)
 
 AT = "quantshift_deploy_at=2026-11-24T22:00:00+00:00"
 BOOTSTRAP = ("-e", "quantshift_soak_override_reason=fault test", "-e", "quantshift_end_canary=false", "-e", AT)
@@ -40,62 +48,6 @@ def lab(lxc_lab: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]:
         yield facts
     finally:
         destroy_all(env)
-
-
-def attach(lab: dict[str, Any], vmid: int, *command: str) -> subprocess.CompletedProcess[str]:
-    """Run a command in a container without SSH (lxc-attach on the lab's own containers)."""
-    settings = lab["lab"]["settings"]
-    return subprocess.run(
-        ["lxc-attach", "-P", str(settings.lxc_path), "-n", str(vmid), "--", *command],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def wait_for(what: str, check: Any, timeout: float = 120) -> None:
-    began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def assert_books_agree(env: dict[str, str], account: str, book: str, journal: str) -> None:
-    """No order doubled (the exchange never saw a client order id twice), no position lost (Redis and
-    the exchange agree), and no order left open and orphaned (every open order is one the bots know)."""
-    assert "client_order_id must be unique" not in journal
-    facts = lab_facts(env)
-    stats = urllib.request.Request(facts["alpaca_url"] + "/lab/stats", headers={"X-Lab-Admin": facts["exchange_admin_token"]})
-    keys = facts["alpaca"][book]
-    open_orders = urllib.request.Request(
-        facts["alpaca_url"] + "/v2/orders?status=open&limit=500",
-        headers={"APCA-API-KEY-ID": keys["key_id"], "APCA-API-SECRET-KEY": keys["secret_key"]},
-    )
-    state = State(redis.Redis.from_url(facts["redis_url"]), account)
-
-    def agree() -> bool:
-        with urllib.request.urlopen(stats, timeout=5) as resp:
-            exchange = {s: q for s, q in json.load(resp)[book]["positions"].items() if abs(q) > 1e-9}
-        mine = {s: p.qty for s, p in state.positions().items()}
-        return exchange.keys() == mine.keys() and all(abs(exchange[s] - mine[s]) < 1e-6 for s in mine)
-
-    wait_for("Redis and the exchange to agree on positions", agree, timeout=15)
-    with urllib.request.urlopen(open_orders, timeout=5) as resp:
-        at_exchange = {o["client_order_id"] for o in json.load(resp)}
-    known = set(state.orders())
-
-    def parent(cid: str) -> str:  # a bracket's take-profit and stop-loss legs carry its id plus -tp / -sl
-        return cid.rsplit("-", 1)[0] if cid.endswith(("-tp", "-sl")) else cid
-
-    orphans = sorted(cid for cid in at_exchange if parent(cid) not in known)
-    assert not orphans, f"open orders the bots do not know: {orphans}"
-
-
-def journal(lab: dict[str, Any], vmid: int) -> str:
-    return attach(lab, vmid, "journalctl", "--no-pager", "-o", "cat", "-u", "quantshift-equity@*").stdout
 
 
 @pytest.mark.lxc
@@ -179,8 +131,8 @@ def test_container_stopped_in_the_middle_of_deploy_production(lab: dict[str, Any
     labkit.wait_ssh(lab["lab"], lab["primary"])
     # At boot only the enabled slot starts: the previous release, which trades again.
     # (If the stop killed the bots, their leases expire within the TTL first: standby, then ready.)
-    wait_for("p1 trading after the restart", lambda: _health_or_none(lab["primary"]).get("status") == "ready", timeout=120)
-    assert _health_or_none(lab["primary"])["release"] == "p1"
+    wait_for("p1 trading after the restart", lambda: health_or_none(lab["primary"]).get("status") == "ready", timeout=120)
+    assert health_or_none(lab["primary"])["release"] == "p1"
     assert attach(lab, 100, "systemctl", "is-active", "quantshift-equity@b.service").stdout.strip() != "active"
     assert_books_agree(env, "lab-live-equity", "live", journal(lab, 100))
 
@@ -202,7 +154,7 @@ def test_ssh_lost_in_the_middle_of_a_play_leaves_one_release_trading(lab: dict[s
         out = proc.communicate(timeout=600)[0]
         assert proc.returncode != 0 and "UNREACHABLE" in out
         time.sleep(2)
-        slots = [_health_or_none(f"{lab['primary']}:{port}", raw=True) for port in (9108, 9208)]
+        slots = [health_or_none(f"{lab['primary']}:{port}", raw=True) for port in (9108, 9208)]
         trading = [h for h in slots if h.get("status") == "ready"]
         assert len(trading) == 1, slots  # never two releases trading the account, and never none
         assert all(held for held in trading[0]["lease"].values())
@@ -217,17 +169,3 @@ def test_ssh_lost_in_the_middle_of_a_play_leaves_one_release_trading(lab: dict[s
     again = playbook(env, "deploy-production.yml", "-e", "quantshift_release=p2", *BOOTSTRAP)  # the re-run finishes the job
     assert again.returncode == 0, again.stdout[-3000:]
     assert active_health(lab["primary"])["release"] == "p2"
-
-
-def _health_or_none(where: str, raw: bool = False) -> dict[str, Any]:
-    urls = [f"http://{where}/healthz"] if raw else [f"http://{where}:{p}/healthz" for p in (9108, 9208)]
-    for url in urls:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as resp:
-                doc: dict[str, Any] = json.load(resp)
-                return doc
-        except OSError:
-            continue
-        except ValueError:
-            continue
-    return {}

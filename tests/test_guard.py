@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests import ROOT
+
 SCRIPT = ROOT / "roles/quantshift_bot/files/quantshift-guard.py"
 THRESHOLDS = {"max_restarts": 0, "stalled_s": 2, "max_error_rate": 0.05, "max_drawdown": 0.15, "max_win_rate_drop": 0.10, "min_trades": 10}
 

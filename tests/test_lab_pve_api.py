@@ -259,15 +259,7 @@ def test_lab_cli_up_status_env_down(tmp_path: Any) -> None:
     import sys
 
     lab = labkit.lab_settings(tmp_path, "10.231.12.0/24", "qsbrc0")
-    env = os.environ | {
-        "QUANTSHIFT_LAB_DIR": str(lab.state_dir),
-        "QUANTSHIFT_LAB_PORT": str(lab.port),
-        "QUANTSHIFT_LAB_SUBNET": str(lab.subnet),
-        "QUANTSHIFT_LAB_BRIDGE": lab.bridge,
-        "QUANTSHIFT_LAB_ALPACA_PORT": str(lab.alpaca_port),
-        "QUANTSHIFT_LAB_COINBASE_PORT": str(lab.coinbase_port),
-        "QUANTSHIFT_LAB_REDIS_PORT": str(lab.redis_port),
-    }
+    env = os.environ | lab.as_env()
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,74 +13,9 @@ from typing import Any
 
 import pytest
 
-from lab import secretscan, settings
+from lab import secretscan
 from tests import labkit
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def lab_env(facts: dict[str, Any], tmp_path: Path) -> dict[str, str]:
-    return lab_env_for(facts["settings"], tmp_path)
-
-
-def lab_env_for(lab: settings.LabSettings, tmp_path: Path) -> dict[str, str]:
-    """The environment that points the quantshift command, the inventory and the playbooks at a
-    private lab (its spec written into `tmp_path`). The audit log and deploy lock are shared in the
-    lab's Redis, as on a real environment; this controller's export file is in `tmp_path`."""
-    from lab import services
-
-    spec = labkit.lab_spec_for(lab, tmp_path / "containers.yml")
-    try:
-        shared = {"QUANTSHIFT_AUDIT_REDIS_URL": str(services.env(lab)["redis_url"])}
-    except services.LabError:
-        shared = {}  # the lab is not up yet (the demo brings it up itself and points the audit at it)
-    return (
-        os.environ
-        | {
-            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-            "QUANTSHIFT_LAB_SPEC": str(spec),
-            "QUANTSHIFT_LAB_DIR": str(lab.state_dir),
-            "QUANTSHIFT_LAB_PORT": str(lab.port),
-            "QUANTSHIFT_LAB_BRIDGE": lab.bridge,
-            "QUANTSHIFT_LAB_SUBNET": str(lab.subnet),
-            "QUANTSHIFT_LAB_ALPACA_PORT": str(lab.alpaca_port),
-            "QUANTSHIFT_LAB_COINBASE_PORT": str(lab.coinbase_port),
-            "QUANTSHIFT_LAB_REDIS_PORT": str(lab.redis_port),
-            "QUANTSHIFT_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
-            "ANSIBLE_FORCE_COLOR": "0",
-        }
-        | shared
-    )
-
-
-def destroy_all(env: dict[str, str]) -> None:
-    """Remove the spec's containers (the lab is shared by the session's lxc tests: leave it empty)."""
-    subprocess.run(
-        [sys.executable, "-m", "quantshift", "provision", "destroy", "--spec", env["QUANTSHIFT_LAB_SPEC"], "--yes"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def lab_facts(env: dict[str, str]) -> dict[str, Any]:
-    """The lab's connection facts, secrets included (`quantshift lab env --json`)."""
-    out = subprocess.run([sys.executable, "-m", "quantshift", "lab", "env", "--json"], env=env, capture_output=True, text=True, check=True)
-    doc: dict[str, Any] = json.loads(out.stdout)
-    return doc
-
-
-def flat(text: str) -> str:
-    """Ansible's YAML results wrap long messages: compare text with the line breaks folded."""
-    return " ".join(text.replace("''", "'").split())
-
-
-def playbook(env: dict[str, str], name: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["ansible-playbook", f"playbooks/{name}", *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
-    )
+from tests.pipekit import active_health, build_bad_release, destroy_all, flat, lab_env, lab_facts, playbook
 
 
 @pytest.mark.lxc
@@ -100,42 +34,15 @@ def test_provision_then_deploy_paper_and_gate(lxc_lab: dict[str, Any], tmp_path:
         for secret in (secrets["alpaca"]["paper"]["secret_key"], secrets["redis_url"].split("@")[0].rsplit(":", 1)[1]):
             assert secret not in deployed.stdout + deployed.stderr
         records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
-        assert [(r["kind"], r["outcome"]) for r in records if r["kind"] != "lock"] == [("gate", "ok"), ("deploy", "ok")]
+        assert [(r["kind"], r["outcome"]) for r in records if r["kind"] != "lock"] == [
+            ("deploy", "started"),
+            ("gate", "ok"),
+            ("deploy", "ok"),
+        ]
         again = playbook(env, "deploy-paper.yml", "-e", "quantshift_release=t1")
         assert again.returncode == 0 and "changed=0 " in again.stdout  # nothing changed on the host (the audit record is the controller's)
     finally:  # the lab is shared by the session's lxc tests: leave it empty
         destroy_all(env)
-
-
-def healthz(ip: str, port: int) -> dict[str, Any]:
-    """A bot's /healthz; a 503 (degraded, stalled, stopping) carries the document too."""
-    try:
-        with urllib.request.urlopen(f"http://{ip}:{port}/healthz", timeout=5) as resp:
-            doc: dict[str, Any] = json.load(resp)
-            return doc
-    except urllib.error.HTTPError as err:
-        failed: dict[str, Any] = json.loads(err.read() or b"{}")
-        return failed
-
-
-def build_bad_release(dest: Path, defect: str = "crash") -> str:
-    """A deliberately bad release's wheelhouse (scripts/build-bad-release.sh DEST DEFECT); its path."""
-    built = subprocess.run(
-        [str(ROOT / "scripts/build-bad-release.sh"), str(dest), defect], capture_output=True, text=True, timeout=600, check=False
-    )
-    if built.returncode != 0:
-        raise RuntimeError(f"build-bad-release.sh {defect} failed: {built.stderr[-2000:]}")
-    return built.stdout.strip()
-
-
-def active_health(ip: str) -> dict[str, Any]:
-    """/healthz of whichever slot answers (a on 9108, b on 9208)."""
-    for port in (9108, 9208):
-        try:
-            return healthz(ip, port)
-        except OSError:
-            continue
-    raise AssertionError(f"no bot answers on {ip}")
 
 
 @pytest.mark.lxc
@@ -239,7 +146,10 @@ def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any
         force_to_production("p4-errors", "errors", "goes bad after the gate", ok=True)
         assert active_health(primary)["release"] == "p4-errors"  # the play passed it
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and active_health(primary).get("release") != "p1":
+        while time.monotonic() < deadline:
+            now = active_health(primary)  # the old slot says standby until the new one has let go of the leases
+            if (now.get("release"), now.get("status")) == ("p1", "ready"):
+                break
             time.sleep(0.5)
         guarded = active_health(primary)
         assert (guarded["release"], guarded["status"]) == ("p1", "ready")
@@ -251,6 +161,14 @@ def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any
         )  # fmt: skip
         last = json.loads(shared.stdout)[-1]
         assert (last["kind"], last["release"], last["who"].split("@")[0]) == ("rollback", "p4-errors", "guard")
+        # Every step was also told to the environment's webhook (the lab's receiver, Slack format): from the
+        # controller the deploys and the failed ones, from the guard on the host its trigger and its rollback.
+        from lab import services
+
+        sent = [m["body"]["text"] for m in services.webhooks(lxc_lab["settings"])]
+        for expected in ("deploy started p1", "deployed p2", "DEPLOY FAILED p3-bad", "ROLLING BACK p4-errors", "ROLLED BACK p4-errors"):
+            assert any(expected in text for text in sent), (expected, sent)
+        assert any("ROLLED BACK p4-errors on " in t and " by guard@" in t and "error rate" in t for t in sent), sent
 
         # Secret scan: every playbook output, the audit log, and each container's journal.
         scanned = tmp_path / "scan"

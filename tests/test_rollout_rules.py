@@ -136,6 +136,14 @@ def test_gate_watch_passes_when_every_look_passes(monkeypatch: pytest.MonkeyPatc
     assert not crashed.passed and "not restarting" in crashed.table()
 
 
+def test_the_gate_judges_the_candidates_own_drawdown_not_the_accounts_history() -> None:
+    history = {"quantshift_max_drawdown": 0.72}  # an earlier release lost money on this account
+    clean = gate.evaluate({"health": {"status": "ready", "session": {"drawdown": 0.01}}, "metrics": history}, None, gate.Thresholds())
+    losing = gate.evaluate({"health": {"status": "ready", "session": {"drawdown": 0.3}}, "metrics": {}}, None, gate.Thresholds())
+    older = gate.evaluate({"health": {"status": "ready"}, "metrics": history}, None, gate.Thresholds())  # no session figures
+    assert [r.passed for r in (clean, losing, older)] == [True, False, False]
+
+
 # --- soak durations from the command line ------------------------------------------------------------
 def test_soak_durations_can_be_shortened_and_bad_ones_are_refused(tmp_path: Path) -> None:
     log = str(tmp_path / "audit.jsonl")

@@ -16,8 +16,8 @@ import subprocess
 from pathlib import Path
 
 from lab import secretscan
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TLS_OFF = re.compile(
     r"verify(_ssl)?\s*=\s*False|validate_certs\s*[:=]\s*(false|no|False)|CERT_NONE|check_hostname\s*=\s*False|verify_ssl:\s*false"
 )

@@ -17,9 +17,14 @@ Triggers (thresholds in the config, from the role's quantshift_bot_guard):
   error_rate its broker error rate above `max_error_rate`;
   drawdown   the drawdown of its own closed trades above `max_drawdown`;
   win_rate   its win rate more than `max_win_rate_drop` below the baseline's, past `min_trades` trades.
+A canary (mode canary) is watched for its whole stage, until its units are stopped on purpose; on a
+trigger the guard ends it: production takes the slice back (the account's yield set in the bots' Redis,
+the audit Redis URL) and the canary's units stop.
 On a trigger: start the old slot (it warms up in standby), stop the new one (it hands its leases over),
 wait until the old one trades, record the switch back (current, previous, slots/active), close the bake,
-and append the rollback to the environment's audit log in Redis (and a local copy).
+and append the rollback to the environment's audit log in Redis (and a local copy). The webhook (if set)
+hears of the trigger when it fires and of the outcome when the old release trades again; both messages
+go from a thread, so a slow or dead receiver never delays the hand-back.
 """
 
 import argparse
@@ -31,7 +36,8 @@ import sys
 import time
 import urllib.parse
 
-from quantshift_host import healthz, unit_state  # next to this script
+import quantshift_webhook  # next to this script (the controller's quantshift.webhook, one source)
+from quantshift_host import healthz, unit_state
 
 DEFAULT_CONFIG = "/etc/quantshift/guard.json"
 TRIGGERS = ("restarts", "stalled", "error_rate", "drawdown", "win_rate")
@@ -145,6 +151,29 @@ def hand_back(cfg, bake):
     return sorted(waiting)  # bots not trading again in time (reported; the handover itself is done)
 
 
+def end_canary(cfg, bake):
+    """A canary that fails: production takes its slice back (the symbols leave the account's yield set in
+    the bots' Redis, as `bot lease reclaim` does), then the canary's units stop and hand their leases over.
+    Returns the bots whose slice could not be reclaimed (no Redis): they are stopped all the same, and
+    those symbols wait for `quantshift bot lease reclaim` (nothing trades them, nothing is at risk)."""
+    unreclaimed = []
+    for bot in cfg["bots"]:
+        symbols = [s.strip().upper() for s in (bot.get("lease_symbols") or "").split(",") if s.strip()]
+        if not symbols or not bot.get("account"):
+            continue
+        try:
+            client = Redis(cfg["audit_redis_url"])
+            try:
+                client.call("SREM", f"qs:lease:{bot['account']}:yielded", *symbols)
+            finally:
+                client.close()
+        except (OSError, RuntimeError, ValueError, KeyError):
+            unreclaimed.append(bot["name"])
+    for bot in cfg["bots"]:
+        systemctl("disable", "--now", f"quantshift-{bot['name']}@{bake['slot']}.service")
+    return unreclaimed
+
+
 class Redis:
     """Just enough RESP for the audit stream: AUTH, XADD (stdlib only, like the rest of the guard)."""
 
@@ -219,6 +248,15 @@ def log(kind, **fields):
     print(json.dumps({"event": kind, "t": round(time.time(), 3), **fields}, default=str), flush=True)
 
 
+def bake_ended(cfg, bake, now):
+    """Why a running bake is over, or None: a release baked for bake_s; a canary is watched for its whole
+    stage, until its units were stopped on purpose (inactive, not failed: the play ended the canary)."""
+    if bake.get("mode") == "canary":
+        states = [unit_state(f"quantshift-{bot['name']}@{bake['slot']}.service")[0] for bot in cfg["bots"]]
+        return "stopped" if all(s == "inactive" for s in states) else None
+    return "passed" if now - float(bake.get("switched_at", 0)) > cfg["bake_s"] else None
+
+
 def run(cfg):
     log("guard_started", host=cfg["host"], stage=cfg["stage"], bake_s=cfg["bake_s"])
     stalled_since = {}
@@ -226,11 +264,12 @@ def run(cfg):
     while True:
         bake = read_json(bake_path(cfg))
         now = time.time()
-        if not bake or bake.get("outcome") or now - float(bake.get("switched_at", 0)) > cfg["bake_s"]:
-            if bake and not bake.get("outcome") and now - float(bake.get("switched_at", 0)) > cfg["bake_s"]:
-                bake["outcome"], bake["ended_at"] = "baked", now
-                write_json(bake_path(cfg), bake)
-                log("bake_passed", release=bake["release"])
+        ended = bake_ended(cfg, bake, now) if bake and not bake.get("outcome") else None
+        if ended:
+            bake["outcome"], bake["ended_at"] = ended, now
+            write_json(bake_path(cfg), bake)
+            log("bake_" + ended, release=bake["release"])
+        if not bake or bake.get("outcome"):
             watching = None
             time.sleep(cfg["interval_s"])
             continue
@@ -253,35 +292,69 @@ def run(cfg):
         trigger, bot, text = fired
         log("trigger", trigger=trigger, bot=bot, reason=text, release=bake["release"])
         began = time.monotonic()
-        late = hand_back(cfg, bake)
+        canary = bake.get("mode") == "canary"
+        target = "production takes the canary's slice back" if canary else f"handing back to {bake['previous_release']}"
+        notify(cfg, {**rollback_record(cfg, bake, f"guard: {trigger} ({bot}: {text}); {target}"), "outcome": "started"})
+        late = end_canary(cfg, bake) if canary else hand_back(cfg, bake)
         took = round(time.monotonic() - began, 3)
         bake.update(outcome="rolled_back", trigger=trigger, reason=f"{bot}: {text}", ended_at=time.time(), handback_s=took, not_ready=late)
         write_json(bake_path(cfg), bake)
-        record = {
-            "kind": "rollback",
-            "release": bake["release"],
-            "stage": cfg["stage"],
-            "outcome": "ok" if not late else "failed",
-            "host": cfg["host"],
-            "reason": f"guard: {trigger} ({bot}: {text}); {bake['previous_release']} trades again",
-            "who": f"guard@{cfg['host']}",
-            "when": time.time(),
-            "extra": {"figures": now_figures, "baseline": bake.get("baseline"), "handback_s": took},
-        }
+        if canary:
+            outcome = (
+                "canary stopped, production trades its slice again" if not late else f"canary stopped; not reclaimed: {', '.join(late)}"
+            )
+        else:
+            outcome = (
+                f"{bake['previous_release']} trades again" if not late else f"{bake['previous_release']} not trading yet: {', '.join(late)}"
+            )
+        record = rollback_record(cfg, bake, f"guard: {trigger} ({bot}: {text}); {outcome}")
+        record.update(
+            outcome="ok" if not late else "failed", extra={"figures": now_figures, "baseline": bake.get("baseline"), "handback_s": took}
+        )
         where = audit(cfg, record)
+        notify(cfg, record)
         log("rolled_back", release=bake["release"], to=bake["previous_release"], trigger=trigger, handback_s=took, audit=where)
+
+
+def rollback_record(cfg, bake, reason):
+    return {
+        "kind": "rollback",
+        "release": bake["release"],
+        "stage": cfg["stage"],
+        "outcome": "ok",
+        "host": cfg["host"],
+        "reason": reason,
+        "who": f"guard@{cfg['host']}",
+        "when": time.time(),
+        "extra": {},
+    }
+
+
+def notify(cfg, record):
+    """To the webhook from a thread: returns at once; the journal says whether it arrived."""
+    try:
+        hook = quantshift_webhook.check(cfg.get("webhook") or {}, allow_http=bool(cfg.get("lab")))
+    except ValueError as err:
+        log("webhook_failed", why=str(err))
+        return
+    if hook:
+        outcome = record["outcome"]
+        quantshift_webhook.in_thread(hook, record, lambda why: log("webhook_failed" if why else "notified", why=why, outcome=outcome))
 
 
 def status(cfg, as_json):
     bake = read_json(bake_path(cfg)) or {}
     now = time.time()
     left = max(0.0, cfg["bake_s"] - (now - float(bake.get("switched_at", now)))) if bake and not bake.get("outcome") else 0.0
+    whole_stage = bake.get("mode") == "canary" and not bake.get("outcome")
     doc = {
         "host": cfg["host"],
         "stage": cfg["stage"],
+        "release": bake.get("release"),  # of the last bake, watched or ended
         "watching": bake.get("release") if bake and not bake.get("outcome") else None,
         "previous": bake.get("previous_release"),
-        "bake_left_s": round(left, 1),
+        "bake_left_s": None if whole_stage else round(left, 1),  # None: a canary, watched until it ends
+        "mode": bake.get("mode"),
         "outcome": bake.get("outcome"),
         "reason": bake.get("reason"),
         "thresholds": cfg["thresholds"],
@@ -294,7 +367,11 @@ def status(cfg, as_json):
     print(
         f"{cfg['host']} ({cfg['stage']}): "
         + (
-            f"watching {doc['watching']} (replaced {doc['previous']}), {left:.0f} s of bake left"
+            (
+                f"watching the canary {doc['watching']} for its whole stage"
+                if whole_stage
+                else f"watching {doc['watching']} (replaced {doc['previous']}), {left:.0f} s of bake left"
+            )
             if doc["watching"]
             else f"nothing in bake (last: {bake.get('release', '-')} {bake.get('outcome', '')})"
         )
@@ -325,8 +402,9 @@ def switched(cfg, a):
     bake = {
         "release": a.release,
         "slot": a.slot,
-        "previous_release": a.previous_release,
-        "previous_slot": a.previous_slot,
+        "mode": a.mode or "live",
+        "previous_release": a.previous_release or "",
+        "previous_slot": a.previous_slot or "",
         "switched_at": time.time(),
         "restarts_at_switch": restarts,
         "baseline": json.loads(a.baseline or "{}"),
@@ -345,6 +423,7 @@ def main():
     p.add_argument("--previous-release", help="switched: the release it replaced")
     p.add_argument("--previous-slot", help="switched: the slot it replaced")
     p.add_argument("--baseline", help="switched: the replaced release's figures (JSON from `baseline`)")
+    p.add_argument("--mode", help="switched: the new slot's mode (a canary is watched for its whole stage)")
     a = p.parse_args()
     try:
         cfg = load_config(a.config)
@@ -356,8 +435,10 @@ def main():
     elif a.action == "baseline":
         print(json.dumps(baseline(cfg, a.slot)))
     elif a.action == "switched":
-        if not (a.slot and a.release and a.previous_release and a.previous_slot):
-            sys.exit("quantshift-guard switched: --slot, --release, --previous-release and --previous-slot are required")
+        if not (a.slot and a.release and (a.mode == "canary" or (a.previous_release and a.previous_slot))):
+            sys.exit(
+                "quantshift-guard switched: --slot, --release, --previous-release and --previous-slot are required (a canary needs no previous)"
+            )
         switched(cfg, a)
     else:
         run(cfg)

@@ -1,0 +1,1 @@
+../../../quantshift/webhook.py
