@@ -8,6 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot.compare import Settings
+from bot.metrics import PERIODS
+from bot.models import OrderStatus
+from bot.monitor import AlertThresholds
+
 
 def _run(args: argparse.Namespace) -> int:
     from bot.runner import run
@@ -18,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
 def _health(args: argparse.Namespace) -> int:
     from bot import monitor
 
-    report = monitor.check(args.url, monitor.Thresholds(args.min_win_rate, args.max_drawdown, args.max_error_rate, args.min_trades))
+    report = monitor.check(args.url, monitor.AlertThresholds(args.min_win_rate, args.max_drawdown, args.max_error_rate, args.min_trades))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -65,7 +70,7 @@ def _compare(args: argparse.Namespace) -> int:
         prod_orders = [
             {"symbol": o["symbol"], "side": o["side"], "time": o.get("created", 0)}
             for o in prod_state.orders().values()
-            if o.get("status") in ("filled", "new") and "symbol" in o
+            if o.get("status") in (OrderStatus.FILLED, OrderStatus.NEW) and "symbol" in o
         ]
     else:
         if args.production_trades is None:
@@ -125,14 +130,17 @@ def _register_compare(sub: Any) -> None:
     p.add_argument("--account", default="", help="the account id both bots trade (with --redis-url)")
     p.add_argument("--since", help="from this time (ISO 8601 or unix seconds)")
     p.add_argument("--until", help="until this time (exclusive)")
-    p.add_argument("--market", choices=("equity", "crypto"), default="equity", help="Sharpe annualisation: 252 or 365 days")
-    p.add_argument("--confidence", type=float, default=0.95, help="confidence of the one-sided test (default %(default)s)")
-    p.add_argument("--tolerance", type=float, default=0.001, help="allowed shortfall of mean interval return (default %(default)s)")
-    p.add_argument("--interval", type=int, default=3600, help="seconds per return interval (default %(default)s)")
-    p.add_argument("--min-trades", type=int, default=20, help="per side, else inconclusive (default %(default)s)")
-    p.add_argument("--min-intervals", type=int, default=10, help="else inconclusive (default %(default)s)")
-    p.add_argument("--agreement-seconds", type=float, default=60.0, help="time tolerance for signal agreement (default %(default)s)")
-    p.add_argument("--start-equity", type=float, default=100_000.0, help="for equity curves and drawdown (default %(default)s)")
+    c = Settings()
+    p.add_argument("--market", choices=tuple(PERIODS), default=c.market, help="Sharpe annualisation: 252 or 365 days")
+    p.add_argument("--confidence", type=float, default=c.confidence, help="confidence of the one-sided test (default %(default)s)")
+    p.add_argument("--tolerance", type=float, default=c.tolerance, help="allowed shortfall of mean interval return (default %(default)s)")
+    p.add_argument("--interval", type=int, default=c.interval_seconds, help="seconds per return interval (default %(default)s)")
+    p.add_argument("--min-trades", type=int, default=c.min_trades, help="per side, else inconclusive (default %(default)s)")
+    p.add_argument("--min-intervals", type=int, default=c.min_intervals, help="else inconclusive (default %(default)s)")
+    p.add_argument(
+        "--agreement-seconds", type=float, default=c.agreement_seconds, help="time tolerance for signal agreement (default %(default)s)"
+    )
+    p.add_argument("--start-equity", type=float, default=c.start_equity, help="for equity curves and drawdown (default %(default)s)")
     p.add_argument("--html", type=Path, help="write a self-contained HTML report here")
     p.add_argument("--allow-marginal", action="store_true", help="exit 0 on a marginal verdict (for a lenient gate)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -153,7 +161,7 @@ def _lease(args: argparse.Namespace) -> int:
     import redis
 
     from bot.config import read_env_file
-    from bot.lease import SEPARATOR, holder_of, yield_key
+    from bot.lease import SEPARATOR, holder_of, leases_of, yield_key
 
     env = read_env_file(args.env_file) if args.env_file else {}
     redis_url, account = args.redis_url or env.get("QS_REDIS_URL"), args.account or env.get("QS_ACCOUNT_ID")
@@ -174,13 +182,9 @@ def _lease(args: argparse.Namespace) -> int:
         changed = int(client.srem(key, *symbols))
     yielded = sorted(client.smembers(key))
     holders, tokens = {}, {}
-    for raw in client.scan_iter(match=f"qs:lease:{args.account}:*", count=500):
-        name = str(raw)
-        if name.count(":") == 3 and not name.endswith((":yielded", ":fence")):
-            value = str(client.get(name) or "")
-            symbol = name.rsplit(":", 1)[1]
-            holders[symbol] = holder_of(value) or ""
-            tokens[symbol] = int(value.rsplit(SEPARATOR, 1)[1]) if SEPARATOR in value else 0
+    for symbol, value in leases_of(client, args.account).items():
+        holders[symbol] = holder_of(value) or ""
+        tokens[symbol] = int(value.rsplit(SEPARATOR, 1)[1]) if SEPARATOR in value else 0
     doc = {"account": args.account, "changed": changed > 0, "yielded": yielded, "holders": dict(sorted(holders.items()))}
     print(json.dumps(doc | {"fencing_tokens": dict(sorted(tokens.items()))}, indent=2))
     return 0
@@ -202,10 +206,13 @@ def _actions(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_run)
     p = actions.add_parser("health", help="evaluate a bot's /healthz and /metrics against alert thresholds (exit 1 on alerts)")
     p.add_argument("--url", required=True, help="the bot's health base URL, e.g. http://127.0.0.1:9108")
-    p.add_argument("--min-win-rate", type=float, default=0.5, help="alert below this win rate (default %(default)s)")
-    p.add_argument("--max-drawdown", type=float, default=0.2, help="alert above this drawdown (default %(default)s)")
-    p.add_argument("--max-error-rate", type=float, default=0.05, help="alert above this broker error rate (default %(default)s)")
-    p.add_argument("--min-trades", type=int, default=10, help="judge win rate only after this many trades (default %(default)s)")
+    a = AlertThresholds()
+    p.add_argument("--min-win-rate", type=float, default=a.min_win_rate, help="alert below this win rate (default %(default)s)")
+    p.add_argument("--max-drawdown", type=float, default=a.max_drawdown, help="alert above this drawdown (default %(default)s)")
+    p.add_argument(
+        "--max-error-rate", type=float, default=a.max_error_rate, help="alert above this broker error rate (default %(default)s)"
+    )
+    p.add_argument("--min-trades", type=int, default=a.min_trades, help="judge win rate only after this many trades (default %(default)s)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(func=_health)
 

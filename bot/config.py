@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.errors import UserError
 from bot.failpoints import POINTS as FAILPOINTS
 from bot.models import Mode
 
@@ -21,10 +22,8 @@ BROKERS = ("alpaca", "coinbase", "sim")
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9./-]{0,19}$")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """Invalid settings; the message names each bad variable."""
-
-    user_facing = True
 
 
 @dataclass(frozen=True)
@@ -211,11 +210,12 @@ def load(environ: dict[str, str] | None = None) -> BotConfig:
         params = {str(k): float(v) for k, v in loaded.items()}
     except ValueError:
         r.errors.append(f"QS_STRATEGY_PARAMS must be a JSON object of numbers, got {raw_params!r}")
-    strategy = r.choice("QS_STRATEGY", ("ma_cross",), "ma_cross")
-    from bot.strategy import MovingAverageCross
+    from bot.strategy import STRATEGIES, build
 
+    strategy = r.choice("QS_STRATEGY", tuple(STRATEGIES), "ma_cross")
     try:
-        MovingAverageCross.from_params(params)
+        if strategy in STRATEGIES:  # an unknown name is reported above
+            build(strategy, params)
     except ValueError as err:
         r.errors.append(f"QS_STRATEGY_PARAMS: {err}")
     max_position = r.num("QS_MAX_POSITION", "10000", 1, 1e12)

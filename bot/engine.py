@@ -6,49 +6,45 @@ by a script that checks the lease's tenure and renews it in the same step (fail 
 or a restart finds the id instead of doubling it. Every later write (order status, position,
 journal) is checked by Redis against the tenure too: a bot paused past its TTL books nothing.
 
-On taking a symbol (and every `reconcile_every` ticks) the bot reconciles with the broker, the truth
-for quantities: orders of ours still unfinished are adopted as the broker has them, and an intent the
+On taking a symbol (and every `reconcile_every` ticks) the bot reconciles with the broker
+(bot/reconcile.py), the truth for quantities: orders of ours still unfinished are adopted as the broker has them, and an intent the
 broker has never seen is fenced there (`Broker.burn`) before this bot trades, so the paused holder
 that wrote it can never get it accepted; positions are set to the broker's and a divergence counted.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis
 
 from bot import metrics
-from bot.brokers.base import Broker, BrokerError, OrderRejected, is_fence_order
+from bot.brokers.base import Broker, BrokerError, BrokerFailure, OrderRejected, is_fence_order
 from bot.config import BotConfig
+from bot.events import event
 from bot.failpoints import Failpoints
 from bot.lease import LeaseSet
-from bot.models import BrokerOrder, Mode, OrderRequest, Position, Signal, Trade
+from bot.models import BrokerOrder, Mode, OrderRequest, OrderStatus, Position, Signal, Trade, client_order_id, order_id_prefix
 from bot.notify import Notifier
-from bot.state import FINAL, Fenced, State
-from bot.strategy import MovingAverageCross, Strategy, position_size
+from bot.reconcile import Reconciliation
+from bot.state import Fenced, State
+from bot.strategy import Strategy, position_size
+from bot.strategy import build as build_strategy
 
-log = logging.getLogger("bot")
 T = TypeVar("T")
 PRIOR_WIN_RATE, PRIOR_PAYOFF, PRIOR_TRADES = 0.55, 2.0, 10  # sizing before the journal has enough trades
 
 
-def event(kind: str, **fields: Any) -> None:
-    """One structured log line (JSON): what operators grep and what benches measure."""
-    log.info(json.dumps({"event": kind, "t": round(time.time(), 6), "pid": os.getpid(), **fields}, default=str))
-
-
-class Engine:
+class Engine(Reconciliation):
     def __init__(self, cfg: BotConfig, broker: Broker, client: redis.Redis, strategy: Strategy | None = None) -> None:
         self.cfg, self.broker, self.redis = cfg, broker, client
-        self.strategy: Strategy = strategy or MovingAverageCross.from_params(cfg.strategy_params)
+        self.strategy: Strategy = strategy or build_strategy(cfg.strategy, cfg.strategy_params)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{cfg.release}"
         self.leases = (
             LeaseSet(client, cfg.account_id, cfg.lease_symbols, self.owner, cfg.lease_ttl_ms, yields=cfg.mode in (Mode.LIVE, Mode.PAPER))
@@ -101,7 +97,7 @@ class Engine:
                 self.tick()
             except Fenced as err:
                 self._fenced(err)
-            except (BrokerError, redis.RedisError, OrderRejected) as err:
+            except (BrokerFailure, redis.RedisError) as err:
                 self._degrade(f"{err.__class__.__name__}: {err}")
             except Exception as err:
                 # A bug: hand the leases back at once (a release taking over must not wait out the TTL), then crash.
@@ -250,7 +246,7 @@ class Engine:
 
     # --- decisions --------------------------------------------------------------------------------
     def client_order_id(self, signal: Signal) -> str:
-        return f"qs-{self.cfg.account_id}-{signal.symbol}-{signal.bar_t}-{signal.side}"
+        return client_order_id(self.cfg.account_id, signal.symbol, signal.bar_t, signal.side)
 
     def act(self, signal: Signal, position: Position | None, positions: dict[str, Position]) -> None:
         if signal.side == "buy":
@@ -296,11 +292,13 @@ class Engine:
             "release": self.cfg.release,
         }
         self.state.record_intent(req, self.cfg.mode.value, self.cfg.release)
-        self.state.update_order(req.client_order_id, status="filled", broker_id=None)
+        self.state.update_order(req.client_order_id, status=OrderStatus.FILLED, broker_id=None)
         self.state.would_be(doc)
         self.counters.would_be_orders += 1
         event("would_be_order", **doc)
-        self._apply_fill(req, BrokerOrder("shadow", req.client_order_id, req.symbol, req.side, req.qty, "filled", req.qty, req.price))
+        self._apply_fill(
+            req, BrokerOrder("shadow", req.client_order_id, req.symbol, req.side, req.qty, OrderStatus.FILLED, req.qty, req.price)
+        )
 
     def _send(self, req: OrderRequest) -> None:
         if self.leases is None or not self.leases.valid(req.symbol):
@@ -322,7 +320,7 @@ class Engine:
             found = self._reached_broker(req.client_order_id)
             if found is None:
                 self.counters.call(True)  # a refused order is a failed call: the error rate the gate and the guard watch
-                self.state.update_order(req.client_order_id, status="rejected", error=str(err))
+                self.state.update_order(req.client_order_id, status=OrderStatus.REJECTED, error=str(err))
                 event("order_rejected", client_order_id=req.client_order_id, error=str(err))
                 return
             # An attempt that timed out reached the broker after all, so the retry was refused as a
@@ -351,7 +349,7 @@ class Engine:
             mode=self.cfg.mode.value,
             release=self.cfg.release,
         )
-        if order.status == "filled":
+        if order.status == OrderStatus.FILLED:
             self._apply_fill(req, order)
 
     def _apply_fill(self, req: OrderRequest, order: BrokerOrder) -> None:
@@ -385,100 +383,6 @@ class Engine:
             self.state.drop_position(req.symbol)
         event("trade_closed", symbol=req.symbol, pnl=round(trade.pnl, 4), reason=req.reason)
 
-    # --- reconciliation ---------------------------------------------------------------------------
-    def reconcile(self, symbol: str) -> None:
-        """Make the state of `symbol` agree with the broker, which is the truth for quantities (on taking it)."""
-        self._sync_orders({symbol})
-        self._reconcile_position(symbol, self._call(self.broker.positions, "positions"))
-        known = self.state.orders()
-        prefix = f"qs-{self.cfg.account_id}-{symbol}-"
-        for order in self._call(self.broker.open_orders, "orders"):
-            if order.client_order_id.startswith(prefix) and order.client_order_id not in known:
-                self.state.update_order(
-                    order.client_order_id,
-                    status=order.status,
-                    broker_id=order.id,
-                    symbol=symbol,
-                    side=order.side,
-                    qty=order.qty,
-                    protective=order.protective,
-                )
-                event("reconciled", symbol=symbol, action="adopted an open order", client_order_id=order.client_order_id)
-        self._reconciled[symbol] = self.leases.leases[symbol].token if self.leases is not None else 0
-
-    def _reconcile_position(self, symbol: str, broker_positions: dict[str, Any], periodic: bool = False) -> None:
-        """Set Redis's position in `symbol` to the broker's; a difference found while trading is a divergence."""
-        broker_pos = broker_positions.get(symbol)
-        mine = self.state.positions().get(symbol)
-        booked = mine.qty if mine else 0.0
-        if broker_pos is not None and mine is None:
-            sl, tp = self._protection(symbol, broker_pos.avg_entry_price)
-            self.state.save_position(Position(symbol, broker_pos.qty, broker_pos.avg_entry_price, sl, tp, time.time(), "adopted"))
-            action, qty = "adopted the broker's position", broker_pos.qty
-        elif broker_pos is None and mine is not None:
-            self.state.drop_position(symbol)
-            action, qty = "dropped a position the broker no longer has", 0.0
-        elif broker_pos is not None and mine is not None and abs(broker_pos.qty - mine.qty) > 1e-9:
-            mine.qty = broker_pos.qty
-            self.state.save_position(mine)
-            action, qty = "quantity set to the broker's", broker_pos.qty
-        else:
-            return
-        if periodic:
-            self.counters.divergences += 1
-            event("divergence", symbol=symbol, redis_qty=booked, broker_qty=qty, action=action)
-        else:
-            event("reconciled", symbol=symbol, action=action, qty=qty)
-
-    def _protection(self, symbol: str, entry: float) -> tuple[float | None, float | None]:
-        s = self.strategy
-        if isinstance(s, MovingAverageCross):
-            return round(entry * (1 - s.stop_loss), 6), round(entry * (1 + s.take_profit), 6)
-        return None, None
-
-    def _sync_orders(self, symbols: set[str]) -> None:
-        """Ask the broker about every unfinished order of ours: adopt its fate, never resend it."""
-        for cid, doc in self.state.open_orders().items():
-            if doc.get("symbol") not in symbols:
-                continue
-            found = self._find(cid)
-            if found is None and doc.get("status") == "intent":
-                # The broker has never seen it. Whoever wrote the intent may be paused right before sending
-                # it: make the id unusable at the broker before this bot trades (its bar has passed anyway).
-                found = self._burn(cid, str(doc["symbol"]))
-                if is_fence_order(found):
-                    self.counters.burned_ids += 1
-                    self.state.update_order(cid, status="fenced", broker_id=found.id)
-                    event("reconciled", client_order_id=cid, action="fenced at the broker an order that never reached it")
-                    continue
-            if found is None:
-                continue
-            self.state.update_order(cid, status=found.status, broker_id=found.id)
-            if found.status in FINAL and doc.get("status") not in FINAL:
-                event("reconciled", client_order_id=cid, action=f"order is {found.status} at the broker")
-
-    def _burn(self, cid: str, symbol: str) -> BrokerOrder:
-        price = self._last_price(symbol)
-        return self._call(lambda: self.broker.burn(cid, symbol, price), f"fence {cid}")
-
-    def _last_price(self, symbol: str) -> float:
-        if symbol not in self.prices:
-            series = self._call(lambda: self.broker.bars((symbol,), 2), "bars").get(symbol) or []
-            if not series:
-                raise BrokerError(f"no price for {symbol}: cannot fence its order ids")
-            self.prices[symbol] = series[-1].c
-        return self.prices[symbol]
-
-    def _reached_broker(self, cid: str) -> BrokerOrder | None:
-        """After a refusal: did an earlier attempt of this order reach the broker? (Unknown: say no.)"""
-        try:
-            return self._find(cid)
-        except BrokerError:
-            return None
-
-    def _find(self, cid: str) -> BrokerOrder | None:
-        return self._call(lambda: self.broker.find(cid), "order lookup")
-
     # --- shutdown ---------------------------------------------------------------------------------
     def shutdown(self) -> int:
         """SIGTERM: no new signals; cancel our open non-protective orders; keep (or close) positions; hand over."""
@@ -490,9 +394,9 @@ class Engine:
                 if doc.get("symbol") in held and not doc.get("protective") and doc.get("broker_id"):
                     try:
                         self.broker.cancel(str(doc["broker_id"]))
-                        self.state.update_order(cid, status="canceled")
+                        self.state.update_order(cid, status=OrderStatus.CANCELED)
                         event("canceled", client_order_id=cid)
-                    except (BrokerError, OrderRejected, Fenced, redis.RedisError) as err:
+                    except (BrokerFailure, Fenced, redis.RedisError) as err:
                         event("cancel_failed", client_order_id=cid, error=str(err))
             if self.cfg.close_on_shutdown:
                 for symbol, pos in self.state.positions().items():
@@ -500,7 +404,7 @@ class Engine:
                         continue
                     # The same fenced path as any order: intent, then send, then book.
                     req = OrderRequest(
-                        f"qs-{self.cfg.account_id}-{symbol}-shutdown-{int(time.time())}",
+                        order_id_prefix(self.cfg.account_id, symbol) + f"shutdown-{int(time.time())}",
                         symbol,
                         "sell",
                         pos.qty,
@@ -509,7 +413,7 @@ class Engine:
                     )
                     try:
                         self._send(req)
-                    except (BrokerError, OrderRejected, Fenced, redis.RedisError) as err:
+                    except (BrokerFailure, Fenced, redis.RedisError) as err:
                         event("close_failed", symbol=symbol, error=str(err))
             self.leases.release_all()
         event("stopped", release=self.cfg.release, positions=len(self.state.positions()))
@@ -535,120 +439,3 @@ class Engine:
             finally:
                 self._in_call_since, self.last_progress = None, time.monotonic()
         raise AssertionError("unreachable")
-
-    # --- what /healthz and /metrics show -----------------------------------------------------------------
-    def health(self) -> dict[str, Any]:
-        """Computed when asked: a loop that stopped completing ticks is `stalled`, whatever it last said."""
-        held = self.leases.held() if self.leases is not None else []
-        status, reason, age = self.status, self.reason, self._loop_age()
-        if not self.loop_alive() and status != "stopping":
-            idle = self._idle_age() or 0.0
-            status, reason = "stalled", f"no progress for {idle:.1f} s (limit {self.cfg.stall_after_s:g} s); last tick {age or 0:.1f} s ago"
-        return {
-            "status": status,
-            "reason": reason,
-            "last_tick_age_s": age,
-            "mode": self.cfg.mode.value,
-            "release": self.cfg.release,
-            "account": self.cfg.account_id,
-            "lease": {s: s in held for s in self.cfg.lease_symbols} if self.leases else None,
-            "uptime_s": round(time.time() - self.started, 1),
-            "error_rate": round(self.counters.error_rate, 4),
-            "orders_sent": self.counters.orders_sent,
-            "would_be_orders": self.counters.would_be_orders,
-            "market": {s: {"t": t, "c": c} for s, (t, c) in sorted(self.last_bars.items())},
-            "session": {
-                "trades": len(self.session_pnls),
-                "win_rate": round(metrics.win_rate(self.session_pnls), 4),
-                "pnl": round(sum(self.session_pnls), 4),
-                "drawdown": round(metrics.max_drawdown(self.start_equity or 1.0, self.session_pnls), 6),
-            },
-        }
-
-    def metric_samples(self) -> list[tuple[str, str, float, dict[str, str]]]:
-        market = "crypto" if self.cfg.broker == "coinbase" else "equity"
-        try:
-            trades = self.state.trades()
-            positions = self.state.positions()
-        except redis.RedisError:
-            trades, positions = [], {}
-        perf = metrics.summary(trades, self.start_equity or 1.0, market)
-        exposure = sum(p.qty * self.prices.get(s, p.entry_price) for s, p in positions.items())
-        base = {"bot": self.cfg.name, "mode": self.cfg.mode.value, "release": self.cfg.release}
-        c = self.counters
-        out: list[tuple[str, str, float, dict[str, str]]] = [
-            ("quantshift_up", "1 while the bot runs; labels carry mode and release", 1.0, base),
-            ("quantshift_ready", "1 when trading (or shadowing), 0 in standby or degraded", float(self.status == "ready"), base),
-            ("quantshift_win_rate", "closed trades with pnl > 0 / closed trades", perf["win_rate"], base),
-            ("quantshift_profit_factor", "sum of winning pnl / |sum of losing pnl| per trade", perf["profit_factor"], base),
-            ("quantshift_sharpe", f"mean/stdev of per-trade returns x sqrt({metrics.PERIODS[market]})", perf["sharpe"], base),
-            (
-                "quantshift_max_drawdown",
-                "largest fall of start equity + cumulative pnl from its peak, fraction",
-                perf["max_drawdown"],
-                base,
-            ),
-            ("quantshift_realized_pnl", "sum of closed-trade pnl", perf["realized_pnl"], base),
-            ("quantshift_trades", "closed trades in the journal", perf["trades"], base),
-            ("quantshift_exposure", "sum of position qty x last price", exposure, base),
-            ("quantshift_positions", "open positions", float(len(positions)), base),
-            ("quantshift_error_rate", "failed broker calls / broker calls, last 200", c.error_rate, base),
-            (
-                "quantshift_order_latency_ms",
-                "order submit round trip, p50 and p99 of the last 200",
-                metrics.percentile(c.order_ms, 0.5),
-                base | {"quantile": "0.5"},
-            ),
-            (
-                "quantshift_order_latency_ms",
-                "order submit round trip, p50 and p99 of the last 200",
-                metrics.percentile(c.order_ms, 0.99),
-                base | {"quantile": "0.99"},
-            ),
-            (
-                "quantshift_decision_latency_ms",
-                "market data in to decision, p50 and p99",
-                metrics.percentile(c.decision_ms, 0.5),
-                base | {"quantile": "0.5"},
-            ),
-            (
-                "quantshift_decision_latency_ms",
-                "market data in to decision, p50 and p99",
-                metrics.percentile(c.decision_ms, 0.99),
-                base | {"quantile": "0.99"},
-            ),
-            ("quantshift_orders_sent", "orders sent since start", float(c.orders_sent), base),
-            ("quantshift_would_be_orders", "shadow orders recorded (never sent) since start", float(c.would_be_orders), base),
-            (
-                "quantshift_fenced_writes",
-                "state writes Redis refused since start: the lease had passed to another tenure",
-                float(c.fenced_writes),
-                base,
-            ),
-            (
-                "quantshift_fenced_orders",
-                "orders the broker refused since start because a new lease holder had fenced their id",
-                float(c.fenced_orders),
-                base,
-            ),
-            (
-                "quantshift_fenced_ids",
-                "order ids of an earlier tenure this bot made unusable at the broker since start",
-                float(c.burned_ids),
-                base,
-            ),
-            (
-                "quantshift_position_divergences",
-                "positions found different from the broker's while trading, and repaired, since start",
-                float(c.divergences),
-                base,
-            ),
-            ("quantshift_uptime_seconds", "seconds since start", time.time() - self.started, base),
-        ]
-        if self.leases is not None:
-            held = set(self.leases.held())
-            out += [
-                ("quantshift_lease_held", "1 when this bot holds the symbol's single-writer lease", float(s in held), base | {"symbol": s})
-                for s in self.cfg.lease_symbols
-            ]
-        return out

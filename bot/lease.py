@@ -219,16 +219,33 @@ class LeaseSet:
                     lease.held = False
 
 
+# Key layout, in one place: qs:lease:ACCOUNT:SYMBOL holds OWNER#TOKEN; qs:lease:ACCOUNT:SYMBOL:fence
+# counts the symbol's tenures; qs:lease:ACCOUNT:yielded is the set of symbols the primary leaves to a canary.
+def lease_key(account: str, symbol: str) -> str:
+    """The Redis key of one symbol's single-writer lease on `account`."""
+    return f"qs:lease:{account}:{symbol}"
+
+
 def yield_key(account: str) -> str:
     """The Redis set of symbols the primary of `account` leaves to others (a canary's slice)."""
-    return f"qs:lease:{account}:yielded"
+    return lease_key(account, "yielded")
+
+
+def leases_of(client: redis.Redis, account: str) -> dict[str, str]:
+    """Every symbol of `account` whose lease is held now, with its OWNER#TOKEN value."""
+    out = {}
+    prefix = lease_key(account, "")
+    for raw in client.scan_iter(match=prefix + "*", count=500):
+        name = raw.decode() if isinstance(raw, bytes) else str(raw)
+        symbol = name[len(prefix) :]
+        if ":" in symbol or name == yield_key(account):
+            continue  # a fence counter or the yield set, not a lease
+        value = client.get(name)
+        if value is not None:
+            out[symbol] = value.decode() if isinstance(value, bytes) else str(value)
+    return out
 
 
 def holder_of(value: str | None) -> str | None:
     """The owner part of a lease key's OWNER#TOKEN value."""
     return None if value is None else value.rsplit(SEPARATOR, 1)[0]
-
-
-def lease_key(account: str, symbol: str) -> str:
-    """The Redis key of one symbol's single-writer lease on `account`."""
-    return f"qs:lease:{account}:{symbol}"

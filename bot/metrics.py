@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+if TYPE_CHECKING:
+    from bot.engine import Engine
 
 PERIODS = {"equity": 252, "crypto": 365}
 
@@ -114,3 +120,93 @@ def prometheus(samples: list[tuple[str, str, float, dict[str, str]]]) -> str:
         num = "+Inf" if value == math.inf else repr(float(value))
         lines.append(f"{name}{{{label}}} {num}" if label else f"{name} {num}")
     return "\n".join(lines) + "\n"
+
+
+def samples(engine: Engine) -> list[tuple[str, str, float, dict[str, str]]]:
+    """The catalogue /metrics serves: (name, help, value, labels) for one bot."""
+    market = "crypto" if engine.cfg.broker == "coinbase" else "equity"
+    try:
+        trades = engine.state.trades()
+        positions = engine.state.positions()
+    except redis.RedisError:
+        trades, positions = [], {}
+    perf = summary(trades, engine.start_equity or 1.0, market)
+    exposure = sum(p.qty * engine.prices.get(s, p.entry_price) for s, p in positions.items())
+    base = {"bot": engine.cfg.name, "mode": engine.cfg.mode.value, "release": engine.cfg.release}
+    c = engine.counters
+    out: list[tuple[str, str, float, dict[str, str]]] = [
+        ("quantshift_up", "1 while the bot runs; labels carry mode and release", 1.0, base),
+        ("quantshift_ready", "1 when trading (or shadowing), 0 in standby or degraded", float(engine.status == "ready"), base),
+        ("quantshift_win_rate", "closed trades with pnl > 0 / closed trades", perf["win_rate"], base),
+        ("quantshift_profit_factor", "sum of winning pnl / |sum of losing pnl| per trade", perf["profit_factor"], base),
+        ("quantshift_sharpe", f"mean/stdev of per-trade returns x sqrt({PERIODS[market]})", perf["sharpe"], base),
+        (
+            "quantshift_max_drawdown",
+            "largest fall of start equity + cumulative pnl from its peak, fraction",
+            perf["max_drawdown"],
+            base,
+        ),
+        ("quantshift_realized_pnl", "sum of closed-trade pnl", perf["realized_pnl"], base),
+        ("quantshift_trades", "closed trades in the journal", perf["trades"], base),
+        ("quantshift_exposure", "sum of position qty x last price", exposure, base),
+        ("quantshift_positions", "open positions", float(len(positions)), base),
+        ("quantshift_error_rate", "failed broker calls / broker calls, last 200", c.error_rate, base),
+        (
+            "quantshift_order_latency_ms",
+            "order submit round trip, p50 and p99 of the last 200",
+            percentile(c.order_ms, 0.5),
+            base | {"quantile": "0.5"},
+        ),
+        (
+            "quantshift_order_latency_ms",
+            "order submit round trip, p50 and p99 of the last 200",
+            percentile(c.order_ms, 0.99),
+            base | {"quantile": "0.99"},
+        ),
+        (
+            "quantshift_decision_latency_ms",
+            "market data in to decision, p50 and p99",
+            percentile(c.decision_ms, 0.5),
+            base | {"quantile": "0.5"},
+        ),
+        (
+            "quantshift_decision_latency_ms",
+            "market data in to decision, p50 and p99",
+            percentile(c.decision_ms, 0.99),
+            base | {"quantile": "0.99"},
+        ),
+        ("quantshift_orders_sent", "orders sent since start", float(c.orders_sent), base),
+        ("quantshift_would_be_orders", "shadow orders recorded (never sent) since start", float(c.would_be_orders), base),
+        (
+            "quantshift_fenced_writes",
+            "state writes Redis refused since start: the lease had passed to another tenure",
+            float(c.fenced_writes),
+            base,
+        ),
+        (
+            "quantshift_fenced_orders",
+            "orders the broker refused since start because a new lease holder had fenced their id",
+            float(c.fenced_orders),
+            base,
+        ),
+        (
+            "quantshift_fenced_ids",
+            "order ids of an earlier tenure this bot made unusable at the broker since start",
+            float(c.burned_ids),
+            base,
+        ),
+        (
+            "quantshift_position_divergences",
+            "positions found different from the broker's while trading, and repaired, since start",
+            float(c.divergences),
+            base,
+        ),
+        ("quantshift_uptime_seconds", "seconds since start", time.time() - engine.started, base),
+    ]
+    if engine.leases is not None:
+        held = set(engine.leases.held())
+        out += [
+            ("quantshift_lease_held", "1 when this bot holds the symbol's single-writer lease", float(s in held), base | {"symbol": s})
+            for s in engine.cfg.lease_symbols
+        ]
+    return out

@@ -14,6 +14,31 @@ class Mode(StrEnum):
     LIVE = "live"
 
 
+class OrderStatus(StrEnum):
+    """An order's state in the bot's books; each broker's own statuses map onto these."""
+
+    INTENT = "intent"  # written before sending (fenced by the lease), not yet seen by the broker
+    NEW = "new"  # at the broker, still working
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    ABANDONED = "abandoned"  # reconciled away: it never reached the broker
+    FENCED = "fenced"  # its id made unusable at the broker by the bot that took over
+
+
+FINAL = frozenset(
+    {  # nothing more will happen to it
+        OrderStatus.FILLED,
+        OrderStatus.CANCELED,
+        OrderStatus.REJECTED,
+        OrderStatus.ABANDONED,
+        OrderStatus.EXPIRED,
+        OrderStatus.FENCED,
+    }
+)
+
+
 @dataclass(frozen=True)
 class Bar:
     t: int  # bar open, unix seconds
@@ -54,7 +79,7 @@ class BrokerOrder:
     symbol: str
     side: str
     qty: float
-    status: str  # new | filled | canceled | rejected ...
+    status: str  # an OrderStatus
     filled_qty: float = 0.0
     filled_avg_price: float | None = None
     protective: bool = False  # a stop-loss / take-profit leg: it stays when the bot stops
@@ -104,3 +129,14 @@ class Trade:
     @property
     def ret(self) -> float:
         return (self.exit_price - self.entry_price) / self.entry_price if self.entry_price else 0.0
+
+
+def client_order_id(account: str, symbol: str, moment: str | int, side: str) -> str:
+    """The client order id the bot sends: one per account, symbol, bar (or moment) and side, so the
+    same decision is never sent twice (both brokers refuse a repeated id)."""
+    return f"{order_id_prefix(account, symbol)}{moment}-{side}"
+
+
+def order_id_prefix(account: str, symbol: str) -> str:
+    """What every client order id of this bot for `symbol` on `account` starts with."""
+    return f"qs-{account}-{symbol}-"

@@ -10,7 +10,10 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class Thresholds:
+class AlertThresholds:
+    """When `quantshift bot health` alerts on a running bot (looser than a deploy gate: a bot that
+    passed its gate is only flagged here, never rolled back; the gate's set is quantshift.gate.GateThresholds)."""
+
     min_win_rate: float = 0.5
     max_drawdown: float = 0.2
     max_error_rate: float = 0.05
@@ -29,7 +32,7 @@ def parse_prometheus(text: str) -> dict[str, float]:
     return out
 
 
-def evaluate(health: dict[str, Any], values: dict[str, float], t: Thresholds) -> list[str]:
+def evaluate(health: dict[str, Any], values: dict[str, float], t: AlertThresholds) -> list[str]:
     alerts = []
     if health.get("status") not in ("ready", "standby"):
         alerts.append(f"status {health.get('status')}: {health.get('reason') or 'no reason given'}")
@@ -44,7 +47,7 @@ def evaluate(health: dict[str, Any], values: dict[str, float], t: Thresholds) ->
     return alerts
 
 
-def check(url: str, thresholds: Thresholds, timeout: float = 5) -> dict[str, Any]:
+def check(url: str, thresholds: AlertThresholds, timeout: float = 5) -> dict[str, Any]:
     base = url.rstrip("/")
     try:
         try:

@@ -24,11 +24,7 @@ from typing import Any
 
 import redis
 
-from bot.models import OrderRequest, Position, Trade
-
-# "fenced": an order id the bot taking over made unusable at the broker (it never reached the broker
-# under the old tenure, and now it never will).
-FINAL = {"filled", "canceled", "rejected", "abandoned", "expired", "fenced"}
+from bot.models import FINAL, OrderRequest, OrderStatus, Position, Trade
 
 # KEYS[1] the lease key (or '' unfenced), KEYS[2] the hash or stream; ARGV: expected lease value, op, field, value[, ttl].
 _FENCED_WRITE = """
@@ -96,8 +92,8 @@ class State:
     def record_intent(self, req: OrderRequest, mode: str, release: str) -> bool:
         """Written before the order is sent (after a crash, reconcile asks the broker about it); renews the
         lease in the same step. False: this decision was recorded before (by us, or the release before us)."""
-        doc = asdict(req) | {"status": "intent", "broker_id": None, "mode": mode, "release": release, "created": time.time()}
-        return self._fenced(req.symbol, "orders", "intent", req.client_order_id, json.dumps(doc), "order intent")
+        doc = asdict(req) | {"status": OrderStatus.INTENT, "broker_id": None, "mode": mode, "release": release, "created": time.time()}
+        return self._fenced(req.symbol, "orders", OrderStatus.INTENT.value, req.client_order_id, json.dumps(doc), "order intent")
 
     def update_order(self, cid: str, **fields: Any) -> None:
         raw = self.r.hget(self._k("orders"), cid)

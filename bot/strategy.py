@@ -24,6 +24,11 @@ class Strategy(Protocol):
         """A signal for the latest bar, or None. Must be deterministic in its inputs."""
         ...
 
+    def protection(self, entry: float) -> tuple[float | None, float | None]:
+        """The protective stop and target for a long position entered at `entry` (None: none wanted).
+        The engine applies them to positions it adopts from the broker."""
+        ...
+
 
 @dataclass(frozen=True)
 class MovingAverageCross:
@@ -55,6 +60,9 @@ class MovingAverageCross:
     def warmup(self) -> int:
         return self.slow + 1
 
+    def protection(self, entry: float) -> tuple[float | None, float | None]:
+        return round(entry * (1 - self.stop_loss), 6), round(entry * (1 + self.take_profit), 6)
+
     def decide(self, symbol: str, bars: Sequence[Bar], position: Position | None) -> Signal | None:
         if len(bars) < self.warmup:
             return None
@@ -75,12 +83,21 @@ class MovingAverageCross:
                 price,
                 f"SMA{self.fast} crossed above SMA{self.slow}",
                 last.t,
-                stop_loss=round(price * (1 - self.stop_loss), 6),
-                take_profit=round(price * (1 + self.take_profit), 6),
+                *self.protection(price),
             )
         if fast_prev >= slow_prev and fast_now < slow_now and position is not None and position.qty > 0:
             return Signal(symbol, "sell", price, f"SMA{self.fast} crossed below SMA{self.slow}", last.t)
         return None
+
+
+STRATEGIES = {"ma_cross": MovingAverageCross}  # QS_STRATEGY names
+
+
+def build(name: str, params: dict[str, float]) -> Strategy:
+    """The strategy a bot's settings name, with its parameters (ValueError: unknown name or parameters)."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r} (known: {', '.join(STRATEGIES)})")
+    return STRATEGIES[name].from_params(params)
 
 
 def _sma(values: Sequence[float], n: int) -> float:

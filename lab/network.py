@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 
+from lab.errors import LabError
 from lab.settings import LabSettings
 
 
-class NetworkError(RuntimeError):
+class NetworkError(LabError):
     """The lab bridge could not be set up."""
-
-    user_facing = True
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:

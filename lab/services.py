@@ -16,13 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from lab import network, pki, settings, template
-from lab.pve_auth import Auth
-
-
-class LabError(RuntimeError):
-    """Something the operator must fix; the message says what."""
-
-    user_facing = True
+from lab.errors import LabError
+from lab.pve.auth import Auth
 
 
 def _state_file(lab: settings.LabSettings) -> Path:
@@ -41,27 +36,30 @@ def _write_state(lab: settings.LabSettings, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _alive(pid: int | None, marker: str) -> bool:
-    """True when `pid` runs and its command line carries `marker`, so a recycled pid is never ours."""
+def _alive(pid: int | None, marker: str | tuple[str, ...]) -> bool:
+    """True when `pid` runs and its command line carries `marker` (or one of them), so a recycled pid is
+    never ours."""
     if not pid:
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return False
-    return marker in cmdline
+    return any(m in cmdline for m in ((marker,) if isinstance(marker, str) else marker))
 
 
-def _server_marker(lab: settings.LabSettings) -> str:
-    return f"lab.pve_server --state-dir {lab.state_dir}"
+# The servers' modules before they moved into packages: a lab started by an older checkout is still
+# recognised and stopped.
+def _server_marker(lab: settings.LabSettings) -> tuple[str, ...]:
+    return (f"lab.pve --state-dir {lab.state_dir}", f"lab.pve_server --state-dir {lab.state_dir}")
 
 
 def _redis_marker(lab: settings.LabSettings) -> str:
     return f"redis-server {lab.host}:{lab.redis_port}"  # the process title redis-server gives itself
 
 
-def _exchange_marker(lab: settings.LabSettings) -> str:
-    return f"lab.exchange_server --state-dir {lab.state_dir}"
+def _exchange_marker(lab: settings.LabSettings) -> tuple[str, ...]:
+    return (f"lab.exchanges --state-dir {lab.state_dir}", f"lab.exchange_server --state-dir {lab.state_dir}")
 
 
 def _require_root(why: str) -> None:
@@ -127,14 +125,14 @@ def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[s
     _stop_pid(int(state.get("redis_pid") or 0), _redis_marker(lab))
     log = lab.state_dir / "logs" / "pve.log"
     env_vars = os.environ | lab.as_env() | {"PYTHONUNBUFFERED": "1"}
-    proc = _spawn([sys.executable, "-m", "lab.pve_server", "--state-dir", str(lab.state_dir), "--backend", backend], log, env_vars)
+    proc = _spawn([sys.executable, "-m", "lab.pve", "--state-dir", str(lab.state_dir), "--backend", backend], log, env_vars)
     state["pid"] = proc.pid
     (lab.state_dir / "pve.pid").write_text(f"{proc.pid}\n")
     _write_state(lab, state)
     _wait_ready(lab, proc, log)
     binds = ["127.0.0.1"] + ([str(lab.gateway)] if network.bridge_exists(lab.bridge) and backend == "lxc" else [])
     ex_log = lab.state_dir / "logs" / "exchanges.log"
-    argv = [sys.executable, "-m", "lab.exchange_server", "--state-dir", str(lab.state_dir), *(a for b in binds for a in ("--bind", b))]
+    argv = [sys.executable, "-m", "lab.exchanges", "--state-dir", str(lab.state_dir), *(a for b in binds for a in ("--bind", b))]
     ex_proc = _spawn(argv, ex_log, env_vars)
     state["exchange_pid"] = ex_proc.pid
     _write_state(lab, state)
@@ -278,7 +276,7 @@ def _ensure_ssh_key(lab: settings.LabSettings) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "quantshift-lab", "-f", str(lab.ssh_key)], check=True)
 
 
-def _stop_pid(pid: int, marker: str, grace: float = 10) -> None:
+def _stop_pid(pid: int, marker: str | tuple[str, ...], grace: float = 10) -> None:
     if not _alive(pid, marker):
         return
     os.kill(pid, signal.SIGTERM)

@@ -11,6 +11,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from lab.errors import LabError
+
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = (
     "systemd",
@@ -32,10 +34,8 @@ PACKAGES = (
 MASKED_UNITS = ("systemd-networkd-wait-online.service", "getty@tty1.service", "systemd-timesyncd.service")
 
 
-class TemplateError(RuntimeError):
+class TemplateError(LabError):
     """The template could not be built; the message says which step failed."""
-
-    user_facing = True
 
 
 def _run(cmd: list[str], what: str) -> None:

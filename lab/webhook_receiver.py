@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from lab.exchange_state import require_admin
+from lab.exchanges.state import require_admin
 from lab.httpd import ApiError, Request, Router
 
 KEEP = 1000

@@ -13,16 +13,15 @@ import yaml
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
 
+from bot.errors import UserError
 from proxmox.spec import Endpoint
 
 TOKEN_ID_ENV = "QUANTSHIFT_PVE_TOKEN_ID"
 TOKEN_SECRET_ENV = "QUANTSHIFT_PVE_TOKEN_SECRET"
 
 
-class ProvisionError(RuntimeError):
+class ProvisionError(UserError, RuntimeError):
     """Provisioning cannot go on; the message says why and what to do."""
-
-    user_facing = True
 
 
 @dataclass(frozen=True)

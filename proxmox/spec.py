@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from bot.errors import UserError
+
 MANAGED_TAG = "managed-by-quantshift"
 ROLES = ("primary", "standby", "paper")
 MIN_VMID, MAX_VMID = 100, 999_999_999
@@ -20,10 +22,8 @@ _ROOTFS = re.compile(r"^(?P<storage>[a-zA-Z][a-zA-Z0-9\-_.]*):(?P<size>\d+)$")
 FEATURES = ("nesting", "keyctl", "fuse", "mknod", "force_rw_sys")
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """The spec has problems; the message lists every one with its place in the file."""
-
-    user_facing = True
 
     def __init__(self, path: Path, problems: list[str]) -> None:
         self.problems = problems

@@ -27,10 +27,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.errors import UserError
+
 KINDS = ("deploy", "promotion", "gate", "override", "rollback", "lock")
 OUTCOMES = ("ok", "failed", "refused", "started")
 
 
+LOCK_TTL_S = 3600.0  # a deploy lock whose run died frees itself after this long
 STREAM = "qs:audit:log"
 LOCK_PREFIX = "qs:audit:lock:"
 _RELEASE_IF_OWNER = """
@@ -40,8 +43,8 @@ return 0
 """
 
 
-class AuditError(RuntimeError):
-    user_facing = True
+class AuditError(UserError, RuntimeError):
+    """The audit log or the deploy lock refuses: the message says why, before anything changed."""
 
 
 def default_path() -> Path:
@@ -93,13 +96,23 @@ class Record:
             raise AuditError("an override needs a reason")
 
 
+def notifications() -> dict[str, Any]:
+    """The controller's webhook ({}: none), or one AuditError saying what is wrong with its setting."""
+    from quantshift import webhook
+
+    try:
+        return webhook.from_env()
+    except webhook.WebhookError as err:
+        raise AuditError(str(err)) from None
+
+
 def append(record: Record, path: Path | None = None) -> Record:
     """Append one record durably, before the caller acts on it: to the shared stream when there is one
     (then to the local export too), else to the file (flock + fsync)."""
     from quantshift import webhook
 
     record.check()
-    hook = webhook.from_env()  # a bad webhook setting refuses here, before anything is written
+    hook = notifications()  # a bad webhook setting refuses here, before anything is written
     if redis_url():
         _redis().xadd(STREAM, {"record": json.dumps(asdict(record), sort_keys=True)})
     _append_file(record, path)
@@ -164,7 +177,7 @@ def export(records: list[Record], path: Path) -> None:
         fh.writelines(json.dumps(asdict(r), sort_keys=True) + "\n" for r in records)
 
 
-def deploy_lock(environment: str, directory: Path | None = None, ttl: float = 3600) -> DeployLock | SharedDeployLock:
+def deploy_lock(environment: str, directory: Path | None = None, ttl: float = LOCK_TTL_S) -> DeployLock | SharedDeployLock:
     """The environment's lock: the shared one in Redis when there is a shared store, else a file."""
     return SharedDeployLock(environment, ttl) if redis_url() else DeployLock(environment, directory, ttl)
 
@@ -181,7 +194,7 @@ class SharedDeployLock:
     """One deployment per environment across every controller: a Redis key set only if absent, with the
     owner and an expiry (`ttl`), so a lock whose run died frees itself."""
 
-    def __init__(self, environment: str, ttl: float = 3600) -> None:
+    def __init__(self, environment: str, ttl: float = LOCK_TTL_S) -> None:
         self.key, self.environment, self.ttl = LOCK_PREFIX + environment, environment, ttl
 
     def acquire(self, owner: str) -> None:
@@ -205,7 +218,7 @@ class SharedDeployLock:
 class DeployLock:
     """One deployment per environment at a time: a lock file created exclusively, stale after `ttl`."""
 
-    def __init__(self, environment: str, directory: Path | None = None, ttl: float = 3600) -> None:
+    def __init__(self, environment: str, directory: Path | None = None, ttl: float = LOCK_TTL_S) -> None:
         self.path = (directory or default_path().parent) / f"deploy-{environment}.lock"
         self.environment, self.ttl = environment, ttl
 

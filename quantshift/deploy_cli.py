@@ -102,7 +102,7 @@ def _notify(args: argparse.Namespace) -> int:
 
     from quantshift import audit, webhook
 
-    hook = webhook.from_env()
+    hook = audit.notifications()
     if not hook:
         print("quantshift: no webhook: set QUANTSHIFT_WEBHOOK_URL (the playbooks take it from quantshift_bot_webhook)", file=sys.stderr)
         return 1
@@ -138,9 +138,7 @@ def _lock(args: argparse.Namespace) -> int:
 
     lock = audit.deploy_lock(args.environment, args.audit_log.parent if args.audit_log else None, ttl=args.ttl)
     if args.lock_action == "acquire":
-        from quantshift import webhook
-
-        webhook.from_env()  # a bad webhook setting refuses the deploy before it takes the lock
+        audit.notifications()  # a bad webhook setting refuses the deploy before it takes the lock
         lock.acquire(args.owner)
         audit.append(audit.Record("lock", "-", args.environment, "ok", reason=f"acquired by {args.owner}"), args.audit_log)
         if args.release:  # the deploy starts now (and says so on the webhook)
@@ -161,7 +159,7 @@ def _lock(args: argparse.Namespace) -> int:
 def _gate(args: argparse.Namespace) -> int:
     from quantshift import gate
 
-    t = gate.Thresholds(
+    t = gate.GateThresholds(
         max_error_rate=args.max_error_rate,
         max_win_rate_drop=args.max_win_rate_drop,
         max_drawdown=args.max_drawdown,
@@ -221,6 +219,15 @@ def _manifest(args: argparse.Namespace) -> int:
 
     from quantshift import manifest
 
+    if args.file is None:  # a release given on the command line: its id alone
+        if args.release is None:
+            print("quantshift deploy manifest: give a manifest file, or --release ID to check an id alone", file=sys.stderr)
+            return 2
+        if not manifest.valid_release(args.release):
+            print(f"quantshift deploy manifest: {manifest.release_problem(args.release)}", file=sys.stderr)
+            return 2
+        print(json.dumps({"release": args.release}))
+        return 0
     try:
         found = manifest.load(args.file)
     except manifest.ManifestError as err:
@@ -231,6 +238,11 @@ def _manifest(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    from quantshift.audit import KINDS, LOCK_TTL_S, OUTCOMES
+    from quantshift.manifest import RISK_CLASSES
+    from quantshift.soak import STAGES
+    from quantshift.window import MARKETS, WindowRules
+
     dep = sub.add_parser(
         "deploy",
         help="deployment rules: window, soak, audit log, lock (the playbooks call these)",
@@ -247,9 +259,17 @@ def register(sub: Any) -> None:
 
     p = actions.add_parser("window", help="is now inside the production deployment window? (exit 1 when not)")
     p.add_argument("--at", help="the time to judge (ISO 8601 with zone); default now")
-    p.add_argument("--market", choices=("equity", "crypto"), default="equity")
-    p.add_argument("--after-close", type=int, default=15, help="minutes after the close before the window opens (default %(default)s)")
-    p.add_argument("--before-open", type=int, default=60, help="minutes before the open when it shuts (default %(default)s)")
+    rules = WindowRules()
+    p.add_argument("--market", choices=MARKETS, default=MARKETS[0])
+    p.add_argument(
+        "--after-close",
+        type=int,
+        default=rules.after_close_minutes,
+        help="minutes after the close before the window opens (default %(default)s)",
+    )
+    p.add_argument(
+        "--before-open", type=int, default=rules.before_open_minutes, help="minutes before the open when it shuts (default %(default)s)"
+    )
     p.add_argument("--crypto-any-day", action="store_true", help="allow crypto deploys on weekdays too")
     p.add_argument("--override-reason", help="deploy outside the window anyway; the reason goes to the audit log")
     p.add_argument("--release", help="the release (for the audit record of an override)")
@@ -259,8 +279,8 @@ def register(sub: Any) -> None:
 
     p = actions.add_parser("soak", help="has the release passed the stages its risk class needs, long enough? (exit 1 when not)")
     p.add_argument("--release", required=True)
-    p.add_argument("--risk", choices=("low", "medium", "high"), required=True)
-    p.add_argument("--stage", choices=("paper", "shadow", "canary", "production"), required=True, help="the stage to promote to")
+    p.add_argument("--risk", choices=RISK_CLASSES, required=True)
+    p.add_argument("--stage", choices=STAGES, required=True, help="the stage to promote to")
     p.add_argument("--at", help="the time to judge (ISO 8601 with zone); default now")
     p.add_argument("--override-reason", help="promote anyway; the reason goes to the audit log")
     p.add_argument(
@@ -278,10 +298,17 @@ def register(sub: Any) -> None:
     p.add_argument("--production-url", help="production's bot, for the win-rate comparison")
     p.add_argument("--restarts", type=int, help="systemd NRestarts of the candidate's unit (must be 0)")
     p.add_argument("--observe", type=float, default=0.0, help="watch for this many seconds; any failing look fails the gate at once")
-    p.add_argument("--max-error-rate", type=float, default=0.05, help="default %(default)s")
-    p.add_argument("--max-win-rate-drop", type=float, default=0.10, help="below production's win rate, absolute (default %(default)s)")
-    p.add_argument("--max-drawdown", type=float, default=0.15, help="default %(default)s")
-    p.add_argument("--min-trades", type=int, default=10, help="compare win rates only past this many trades (default %(default)s)")
+    from quantshift.gate import GateThresholds
+
+    t = GateThresholds()
+    p.add_argument("--max-error-rate", type=float, default=t.max_error_rate, help="default %(default)s")
+    p.add_argument(
+        "--max-win-rate-drop", type=float, default=t.max_win_rate_drop, help="below production's win rate, absolute (default %(default)s)"
+    )
+    p.add_argument("--max-drawdown", type=float, default=t.max_drawdown, help="default %(default)s")
+    p.add_argument(
+        "--min-trades", type=int, default=t.min_trades, help="compare win rates only past this many trades (default %(default)s)"
+    )
     p.add_argument("--release", help="record the result in the audit log for this release")
     p.add_argument("--stage", help="stage for the audit record")
     p.add_argument("--host", help="host for the audit record")
@@ -310,15 +337,18 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_switchover)
 
-    p = actions.add_parser("manifest", help="check a release manifest (release id, risk class) and print it as JSON (exit 2 when bad)")
-    p.add_argument("file", type=Path)
+    p = actions.add_parser(
+        "manifest", help="check a release manifest (release id, risk class), or a release id alone, and print it as JSON (exit 2 when bad)"
+    )
+    p.add_argument("file", type=Path, nargs="?", help="the manifest; without it, --release is checked")
+    p.add_argument("--release", help="a release id to check (when there is no manifest)")
     p.set_defaults(func=_manifest)
 
     p = actions.add_parser("record", help="append one record to the audit log")
-    p.add_argument("--kind", choices=("deploy", "promotion", "gate", "override", "rollback", "lock"), required=True)
+    p.add_argument("--kind", choices=KINDS, required=True)
     p.add_argument("--release", required=True)
     p.add_argument("--stage", required=True)
-    p.add_argument("--outcome", choices=("ok", "failed", "refused", "started"), required=True)
+    p.add_argument("--outcome", choices=OUTCOMES, required=True)
     p.add_argument("--host")
     p.add_argument("--reason")
     p.add_argument("--extra", help="a JSON object of further facts (gate values...)")
@@ -343,7 +373,9 @@ def register(sub: Any) -> None:
     p.add_argument("lock_action", choices=("acquire", "release", "show"))
     p.add_argument("--environment", required=True, help="paper, shadow, canary or production")
     p.add_argument("--owner", default=f"deploy-{int(time.time())}", help="who holds it (the playbook run)")
-    p.add_argument("--ttl", type=float, default=3600, help="seconds after which an abandoned lock counts as stale")
+    p.add_argument(
+        "--ttl", type=float, default=LOCK_TTL_S, help="seconds after which an abandoned lock counts as stale (default %(default)s)"
+    )
     p.add_argument("--force", action="store_true", help="release a lock another run holds (its deploy died); audited")
     p.add_argument("--release", help="acquire: the release this deploy ships (recorded as a deploy that started)")
     common(p)

@@ -16,7 +16,10 @@ from bot import monitor
 
 
 @dataclass(frozen=True)
-class Thresholds:
+class GateThresholds:
+    """A new release passes its gate within these (the defaults; each environment's quantshift_gate may
+    set its own). The release guard's triggers use the same numbers (quantshift_bot_guard)."""
+
     max_error_rate: float = 0.05
     max_win_rate_drop: float = 0.10  # absolute: candidate win rate >= production's - 0.10
     max_drawdown: float = 0.15
@@ -48,7 +51,7 @@ class GateResult:
         return {"passed": self.passed, "checks": [c.__dict__ for c in self.checks]}
 
 
-def evaluate(candidate: dict[str, Any], production: dict[str, Any] | None, t: Thresholds, restarts: int | None = None) -> GateResult:
+def evaluate(candidate: dict[str, Any], production: dict[str, Any] | None, t: GateThresholds, restarts: int | None = None) -> GateResult:
     """`candidate`/`production`: reports from bot.monitor.check (health + metrics)."""
     health = candidate.get("health") or {}
     m = candidate.get("metrics") or {}
@@ -84,7 +87,7 @@ def evaluate(candidate: dict[str, Any], production: dict[str, Any] | None, t: Th
 def run(
     url: str,
     production_url: str | None,
-    t: Thresholds,
+    t: GateThresholds,
     restarts: int | None = None,
     observe_s: float = 0.0,
     poll_s: float = 0.5,
@@ -95,8 +98,8 @@ def run(
     (the rollback starts without waiting out the window); passing needs every look to pass."""
     deadline = clock() + observe_s
     while True:
-        candidate = monitor.check(url, monitor.Thresholds())
-        production = monitor.check(production_url, monitor.Thresholds()) if production_url else None
+        candidate = monitor.check(url, monitor.AlertThresholds())
+        production = monitor.check(production_url, monitor.AlertThresholds()) if production_url else None
         result = evaluate(candidate, production, t, restarts)
         if not result.passed or clock() >= deadline:
             return result

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+# The release id's one definition on the controller; the bot role checks hosts' input against the same
+# pattern (roles/quantshift_bot/vars/main.yml: quantshift_bot_release_pattern, pinned equal by a test).
 RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 RISK_CLASSES = ("low", "medium", "high")
 KEYS = {"release", "risk_class", "description", "revision"}
@@ -31,6 +33,14 @@ class Manifest:
     revision: str = "unknown"
 
 
+def valid_release(release: object) -> bool:
+    return isinstance(release, str) and RELEASE_ID.match(release) is not None
+
+
+def release_problem(release: object) -> str:
+    return f"release must be an id like 2026.11.24-1 (letters, digits, . _ -; at most 64), got {release!r}"
+
+
 def load(path: Path) -> Manifest:
     """Read and check a manifest; every problem is named in one error."""
     try:
@@ -44,8 +54,8 @@ def load(path: Path) -> Manifest:
     if unknown:
         problems.append(f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(KEYS))})")
     release = doc.get("release")
-    if not isinstance(release, str) or not RELEASE_ID.match(release):
-        problems.append(f"release must be an id like 2026.11.24-1 (letters, digits, . _ -; at most 64), got {release!r}")
+    if not valid_release(release):
+        problems.append(release_problem(release))
     risk = doc.get("risk_class")
     if risk not in RISK_CLASSES:
         problems.append(f"risk_class must be one of {', '.join(RISK_CLASSES)}, got {risk!r}")

@@ -27,7 +27,7 @@ class ShadowExpectations:
 
 
 def _health(url: str) -> dict[str, Any]:
-    report = monitor.check(url, monitor.Thresholds())
+    report = monitor.check(url, monitor.AlertThresholds())
     return report.get("health") or {}
 
 

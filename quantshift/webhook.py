@@ -34,7 +34,7 @@ TIMEOUT_S = 5.0
 
 
 class WebhookError(ValueError):
-    user_facing = True
+    """A webhook setting that cannot work (the controller reports it as its AuditError)."""
 
 
 def check(config: dict[str, Any], allow_http: bool = False) -> dict[str, Any]:

@@ -12,6 +12,9 @@ from zoneinfo import ZoneInfo
 NEW_YORK = ZoneInfo("America/New_York")
 
 
+MARKETS = ("equity", "crypto")  # equity: the exchange calendar's closes; crypto: around the clock
+
+
 @dataclass(frozen=True)
 class WindowRules:
     after_close_minutes: int = 15  # let the close settle (last fills, end-of-day reconciliation)

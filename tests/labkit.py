@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import random
 import socket
 import subprocess
 import time
@@ -16,11 +17,30 @@ from proxmoxer import ProxmoxAPI
 
 from lab import services, settings
 
+_HANDED_OUT: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nobody listens on now, below the kernel's ephemeral range: a port the kernel picked would
+    be free to any outgoing connection until the lab's server binds it (seen as "Address already in
+    use" under load). Never the same port twice in one test process."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randint(20000, max(20001, ephemeral_low - 1))
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def lab_settings(tmp: Path, subnet: str, bridge: str) -> settings.LabSettings:

@@ -4,30 +4,20 @@ rollback record in the shared audit log (a real Redis). Its hand-back on a host 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests import ROOT
+from tests import hostkit
+from tests.hostkit import guard
 
-SCRIPT = ROOT / "roles/quantshift_bot/files/quantshift-guard.py"
+SCRIPT = hostkit.GUARD
 THRESHOLDS = {"max_restarts": 0, "stalled_s": 2, "max_error_rate": 0.05, "max_drawdown": 0.15, "max_win_rate_drop": 0.10, "min_trades": 10}
-
-
-def guard() -> ModuleType:
-    sys.path.insert(0, str(SCRIPT.parent))  # as on the host: its helpers sit next to it
-    spec = importlib.util.spec_from_file_location("quantshift_guard", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def healthy(**over: Any) -> dict[str, Any]:

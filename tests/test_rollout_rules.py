@@ -115,7 +115,14 @@ def test_gate_watch_fails_at_the_first_bad_look(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(gate.monitor, "check", check)
     now = [0.0]
     result = gate.run(
-        "http://x", None, gate.Thresholds(), 0, observe_s=30, poll_s=1, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s)
+        "http://x",
+        None,
+        gate.GateThresholds(),
+        0,
+        observe_s=30,
+        poll_s=1,
+        clock=lambda: now[0],
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
     )
     assert not result.passed and calls == [0.0, 0.01, 0.2]
     assert {c.name: c.ok for c in result.checks}["error rate"] is False
@@ -130,17 +137,17 @@ def test_gate_watch_passes_when_every_look_passes(monkeypatch: pytest.MonkeyPatc
         looks.append(s)
         now[0] += s
 
-    result = gate.run("http://x", None, gate.Thresholds(), 0, observe_s=3, poll_s=1, clock=lambda: now[0], sleep=sleep)
+    result = gate.run("http://x", None, gate.GateThresholds(), 0, observe_s=3, poll_s=1, clock=lambda: now[0], sleep=sleep)
     assert result.passed and len(looks) == 3
-    crashed = gate.evaluate({"health": {"status": "ready"}, "metrics": {}}, None, gate.Thresholds(), restarts=2)
+    crashed = gate.evaluate({"health": {"status": "ready"}, "metrics": {}}, None, gate.GateThresholds(), restarts=2)
     assert not crashed.passed and "not restarting" in crashed.table()
 
 
 def test_the_gate_judges_the_candidates_own_drawdown_not_the_accounts_history() -> None:
     history = {"quantshift_max_drawdown": 0.72}  # an earlier release lost money on this account
-    clean = gate.evaluate({"health": {"status": "ready", "session": {"drawdown": 0.01}}, "metrics": history}, None, gate.Thresholds())
-    losing = gate.evaluate({"health": {"status": "ready", "session": {"drawdown": 0.3}}, "metrics": {}}, None, gate.Thresholds())
-    older = gate.evaluate({"health": {"status": "ready"}, "metrics": history}, None, gate.Thresholds())  # no session figures
+    clean = gate.evaluate({"health": {"status": "ready", "session": {"drawdown": 0.01}}, "metrics": history}, None, gate.GateThresholds())
+    losing = gate.evaluate({"health": {"status": "ready", "session": {"drawdown": 0.3}}, "metrics": {}}, None, gate.GateThresholds())
+    older = gate.evaluate({"health": {"status": "ready"}, "metrics": history}, None, gate.GateThresholds())  # no session figures
     assert [r.passed for r in (clean, losing, older)] == [True, False, False]
 
 
@@ -183,3 +190,16 @@ def test_switchover_gap_from_journal_lines() -> None:
     ]
     found = switchover.find(switchover.events(restart), "r1", since=9.5)
     assert found is not None and found.gap_s == pytest.approx(1.2)
+
+
+def test_the_role_checks_release_ids_with_the_controllers_pattern() -> None:
+    import yaml
+
+    from quantshift import manifest
+    from tests import ROOT
+
+    role = yaml.safe_load((ROOT / "roles/quantshift_bot/vars/main.yml").read_text())
+    assert role["quantshift_bot_release_pattern"] == manifest.RELEASE_ID.pattern
+    bad = cli("deploy", "manifest", "--release", "../1")
+    assert bad.returncode == 2 and "release must be an id" in bad.stderr
+    assert json.loads(cli("deploy", "manifest", "--release", "2026.11.24-1").stdout) == {"release": "2026.11.24-1"}

@@ -20,6 +20,7 @@ import pytest
 from lab.httpd import JsonServer
 from lab.webhook_receiver import WebhookReceiver
 from quantshift import webhook
+from tests import hostkit
 
 ADMIN = "lab-admin-token"
 
@@ -148,9 +149,7 @@ def test_a_deploy_start_is_sent_from_the_background_and_a_slow_receiver_holds_no
 
 
 def test_the_guard_notifies_from_a_thread_and_only_with_a_valid_webhook(receiver: Receiver, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.test_guard import guard
-
-    g = guard()
+    g = hostkit.guard()
     receiver.fault(delay_s=1)
     g.notify({"webhook": {"url": receiver.url + "/hook/ops", "format": "slack"}, "lab": True}, record(outcome="started"))
     assert receiver.received() == []  # it returned without waiting for the slow receiver

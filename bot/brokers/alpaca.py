@@ -17,20 +17,20 @@ from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketO
 
 from bot.brokers.base import BURN_PRICE_FRACTION, BrokerError, OrderRejected
 from bot.config import AlpacaSettings
-from bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest
+from bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest, OrderStatus
 
 T = TypeVar("T")
 _STATUS = {
-    "new": "new",
-    "accepted": "new",
-    "pending_new": "new",
-    "partially_filled": "new",
-    "held": "new",
-    "filled": "filled",
-    "canceled": "canceled",
-    "expired": "expired",
-    "rejected": "rejected",
-    "done_for_day": "canceled",
+    "new": OrderStatus.NEW,
+    "accepted": OrderStatus.NEW,
+    "pending_new": OrderStatus.NEW,
+    "partially_filled": OrderStatus.NEW,
+    "held": OrderStatus.NEW,
+    "filled": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELED,
+    "expired": OrderStatus.EXPIRED,
+    "rejected": OrderStatus.REJECTED,
+    "done_for_day": OrderStatus.CANCELED,
 }
 
 
@@ -93,9 +93,9 @@ class AlpacaBroker:
         out = []
         for o in rows:
             parent = _order(o)
-            if parent.status == "new":
+            if parent.status == OrderStatus.NEW:
                 out.append(parent)
-            out += [leg for leg in (_order(raw, protective=True) for raw in (o.legs or [])) if leg.status == "new"]
+            out += [leg for leg in (_order(raw, protective=True) for raw in (o.legs or [])) if leg.status == OrderStatus.NEW]
         return out
 
     def submit(self, req: OrderRequest) -> BrokerOrder:
@@ -139,9 +139,9 @@ class AlpacaBroker:
             if found is None:
                 raise
             return found  # the id was used before the fence arrived: that order holds it
-        if order.status == "new":
+        if order.status == OrderStatus.NEW:
             self.cancel(order.id)
-            order.status = "canceled"
+            order.status = OrderStatus.CANCELED
         return order
 
 

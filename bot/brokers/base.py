@@ -7,11 +7,15 @@ from typing import Protocol
 from bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest
 
 
-class BrokerError(RuntimeError):
+class BrokerFailure(RuntimeError):
+    """Any broker call that did not do what was asked: the engine counts it and decides what follows."""
+
+
+class BrokerError(BrokerFailure):
     """A call failed in a way a retry may fix (5xx, timeout, connection)."""
 
 
-class OrderRejected(RuntimeError):
+class OrderRejected(BrokerFailure):
     """The broker refused the order; retrying the same order will not help."""
 
 

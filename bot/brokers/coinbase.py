@@ -15,18 +15,18 @@ from coinbase.rest import RESTClient
 
 from bot.brokers.base import BURN_PRICE_FRACTION, BrokerError, OrderRejected, is_fence_order
 from bot.config import CoinbaseSettings
-from bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest
+from bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest, OrderStatus
 
 T = TypeVar("T")
 _STATUS = {
-    "OPEN": "new",
-    "PENDING": "new",
-    "QUEUED": "new",
-    "FILLED": "filled",
-    "CANCELLED": "canceled",
-    "EXPIRED": "expired",
-    "FAILED": "rejected",
-    "CANCEL_QUEUED": "new",
+    "OPEN": OrderStatus.NEW,
+    "PENDING": OrderStatus.NEW,
+    "QUEUED": OrderStatus.NEW,
+    "FILLED": OrderStatus.FILLED,
+    "CANCELLED": OrderStatus.CANCELED,
+    "EXPIRED": OrderStatus.EXPIRED,
+    "FAILED": OrderStatus.REJECTED,
+    "CANCEL_QUEUED": OrderStatus.NEW,
 }
 
 
@@ -152,9 +152,9 @@ class CoinbaseBroker:
             )
         )
         order = self._placed(doc, f"fence {client_order_id}")
-        if is_fence_order(order) and order.status == "new":
+        if is_fence_order(order) and order.status == OrderStatus.NEW:
             self.cancel(order.id)
-            order.status = "canceled"
+            order.status = OrderStatus.CANCELED
         return order
 
 

@@ -7,7 +7,7 @@ import threading
 import uuid
 
 from bot.brokers.base import OrderRejected
-from bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest
+from bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest, OrderStatus
 
 
 class SimBroker:
@@ -47,7 +47,7 @@ class SimBroker:
         return dict(self._positions)
 
     def open_orders(self) -> list[BrokerOrder]:
-        return [o for o in self.orders.values() if o.status == "new"]
+        return [o for o in self.orders.values() if o.status == OrderStatus.NEW]
 
     def submit(self, req: OrderRequest) -> BrokerOrder:
         with self._lock:
@@ -58,7 +58,7 @@ class SimBroker:
             pos = self._positions.get(req.symbol)
             if req.side == "sell" and (pos is None or pos.qty + 1e-9 < req.qty):
                 raise OrderRejected(f"insufficient qty for {req.symbol}")
-            order = BrokerOrder(str(uuid.uuid4()), req.client_order_id, req.symbol, req.side, req.qty, "filled", req.qty, price)
+            order = BrokerOrder(str(uuid.uuid4()), req.client_order_id, req.symbol, req.side, req.qty, OrderStatus.FILLED, req.qty, price)
             self.orders[req.client_order_id] = order
             self._fill(req.symbol, req.side, req.qty, price)
             return order
@@ -82,8 +82,8 @@ class SimBroker:
 
     def cancel(self, order_id: str) -> None:
         for order in self.orders.values():
-            if order.id == order_id and order.status == "new":
-                order.status = "canceled"
+            if order.id == order_id and order.status == OrderStatus.NEW:
+                order.status = OrderStatus.CANCELED
 
     def burn(self, client_order_id: str, symbol: str, price: float) -> BrokerOrder:
         with self._lock:

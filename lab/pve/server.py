@@ -1,4 +1,4 @@
-"""Run the lab's Proxmox API in the foreground: `python -m lab.pve_server` (the lab starts it for you)."""
+"""Run the lab's Proxmox API in the foreground: `python -m lab.pve` (the lab starts it for you)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from pathlib import Path
 from types import FrameType
 
 from lab import pki, settings
-from lab.backend import Backend
-from lab.backend_memory import MemoryBackend, check_vmid_fails
+from lab.backends.base import Backend
+from lab.backends.memory import MemoryBackend, check_vmid_fails
 from lab.httpd import JsonServer
-from lab.pve_api import PveApi
-from lab.pve_auth import Auth
-from lab.pve_store import Store
+from lab.pve.api import PveApi
+from lab.pve.auth import Auth
+from lab.pve.store import Store
 
 
 def make_backend(name: str, lab: settings.LabSettings) -> Backend:
@@ -28,13 +28,13 @@ def make_backend(name: str, lab: settings.LabSettings) -> Backend:
             task_delay=float(os.environ.get("QUANTSHIFT_LAB_TASK_DELAY", "0")),
             fail_vmids=check_vmid_fails(os.environ.get("QUANTSHIFT_LAB_FAIL_VMIDS", "")),
         )
-    from lab.backend_lxc import LxcBackend
+    from lab.backends.lxc import LxcBackend
 
     return LxcBackend(lab)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.pve_server", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lab.pve", description=__doc__)
     parser.add_argument("--backend", choices=("memory", "lxc"), required=True)
     parser.add_argument("--state-dir", type=Path, help="the lab state directory (default: QUANTSHIFT_LAB_DIR)")
     args = parser.parse_args(argv)

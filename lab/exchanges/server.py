@@ -1,4 +1,4 @@
-"""Run the lab's exchanges in the foreground: `python -m lab.exchange_server` (the lab starts it for you).
+"""Run the lab's exchanges in the foreground: `python -m lab.exchanges` (the lab starts it for you).
 
 One market and clock shared by the Alpaca-compatible HTTP API and the Coinbase-compatible HTTPS API,
 and the webhook receiver that keeps the notifications sent to it; all served on loopback and, when the lab bridge exists, on the bridge's own address for the containers.
@@ -19,10 +19,10 @@ from types import FrameType
 from typing import Any
 
 from lab import pki, settings
-from lab.exchange_alpaca import AlpacaApi
-from lab.exchange_state import Exchange
+from lab.exchanges.alpaca import AlpacaApi
+from lab.exchanges.market import Clock, Market
+from lab.exchanges.state import Exchange
 from lab.httpd import ApiError, JsonServer
-from lab.market import Clock, Market
 from lab.webhook_receiver import WebhookReceiver
 
 
@@ -36,7 +36,7 @@ def _keys(account: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.exchange_server", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lab.exchanges", description=__doc__)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--bind", action="append", default=[], help="address to serve on (repeatable)")
     args = parser.parse_args(argv)
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             JsonServer((host, lab.alpaca_port), alpaca.router, alpaca.authenticate, envelope=lambda d: d, error_body=_alpaca_error)
         )
 
-    from lab.exchange_coinbase import CoinbaseApi
+    from lab.exchanges.coinbase import CoinbaseApi
 
     cert, key = pki.issue_server_cert(lab.pki_dir, "exchange", ["127.0.0.1", "localhost", str(lab.gateway)])
     coinbase_ex = Exchange(market, clock, {name: acct["cash"] for name, acct in conf["coinbase"].items()})

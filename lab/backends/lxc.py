@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from lab import settings, template
-from lab.backend import BackendError, TaskLog, default_mac
-from lab.pve_schema import FEATURES, NET
-from lab.pve_store import Container
+from lab.backends.base import BackendError, TaskLog, default_mac
+from lab.pve.schema import FEATURES, NET
+from lab.pve.store import Container
 
 SSH_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from lab.pve_store import Container
+from lab.errors import LabError
+from lab.pve.store import Container
 
 TaskLog = Callable[[str], None]
 
 
-class BackendError(RuntimeError):
+class BackendError(LabError):
     """A backend operation failed; the message ends up as the task's exit status."""
-
-    user_facing = True
 
 
 def default_mac(vmid: int, index: int) -> str:

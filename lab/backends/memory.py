@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 from lab import settings
-from lab.backend import BackendError, TaskLog, default_mac
-from lab.pve_schema import NET
-from lab.pve_store import Container
+from lab.backends.base import BackendError, TaskLog, default_mac
+from lab.pve.schema import NET
+from lab.pve.store import Container
 
 
 class MemoryBackend:

@@ -15,8 +15,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.exchanges.market import Clock, Market
 from lab.httpd import ApiError, Request
-from lab.market import Clock, Market
 
 
 @dataclass

@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lab import settings
-from lab.backend import Backend, BackendError
+from lab.backends.base import Backend, BackendError
 from lab.httpd import ApiError, Request, Router, public
-from lab.pve_auth import Auth
-from lab.pve_schema import (
+from lab.pve.auth import Auth
+from lab.pve.schema import (
     CONTAINER_PARAMS,
     MAX_VMID,
     NET,
@@ -29,7 +29,7 @@ from lab.pve_schema import (
     parse_bool,
     parse_size,
 )
-from lab.pve_store import Container, Snapshot, Store, Task
+from lab.pve.store import Container, Snapshot, Store, Task
 
 log = logging.getLogger("lab.pve")
 VERSION = {"version": "8.2.4", "release": "8.2", "repoid": "faa83925c9641325", "console": "lab"}

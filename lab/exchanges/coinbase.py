@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 
-from lab.exchange_state import Exchange, Order, require_admin
+from lab.exchanges.state import Exchange, Order, require_admin
 from lab.httpd import ApiError, Request, Router
 
 PREFIX = "/api/v3/brokerage"

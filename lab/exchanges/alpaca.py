@@ -7,7 +7,7 @@ import hmac
 import uuid
 from typing import Any
 
-from lab.exchange_state import Exchange, Order, require_admin
+from lab.exchanges.state import Exchange, Order, require_admin
 from lab.httpd import ApiError, Reply, Request, Router
 
 ASSET_NS = uuid.UUID("6f1f9d3e-7a52-4a53-9f7e-2a0b4c3d5e6f")

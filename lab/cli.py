@@ -1,0 +1,144 @@
+"""`quantshift lab up|down|status|env|webhooks|scan-secrets`: the lab's command group (mounted by the
+quantshift command; the lab itself imports nothing of the rest)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _lab_settings() -> Any:
+    from lab import settings
+
+    try:
+        return settings.from_env()
+    except ValueError as err:
+        raise SystemExit(f"quantshift: {err}") from None
+
+
+def _lab_up(args: argparse.Namespace) -> int:
+    from lab import services
+
+    lab = _lab_settings()
+    services.up(lab, args.backend)
+    return 0
+
+
+def _lab_down(args: argparse.Namespace) -> int:
+    from lab import services
+
+    services.down(_lab_settings(), purge=args.purge)
+    return 0
+
+
+def _lab_status(args: argparse.Namespace) -> int:
+    from lab import services
+
+    st = services.status(_lab_settings())
+    if args.json:
+        print(json.dumps(st, indent=2))
+    else:
+        width = max(len(k) for k in st)
+        for key, value in st.items():
+            print(f"{key:<{width}}  {value}")
+    return 0 if st["up"] else 3
+
+
+def _lab_scan(args: argparse.Namespace) -> int:
+    from lab import secretscan, services
+
+    secrets = secretscan.secrets_of(services.env(_lab_settings()))
+    count, size, found = secretscan.scan(args.paths, secrets)
+    for path, name in found:
+        print(f"LEAK: {name} in {path}")
+    print(f"secret scan: {len(secrets)} secrets, {count} files, {size / 1e6:.1f} MB: {len(found)} finding(s)")
+    return 1 if found else 0
+
+
+def _lab_env(args: argparse.Namespace) -> int:
+    from lab import services
+
+    facts = services.env(_lab_settings())
+    if args.json:
+        print(json.dumps(facts, indent=2))
+        return 0
+    hidden = {
+        "token_secret",
+        "readonly_token_secret",
+        "password",
+        "exchange_admin_token",
+        "alpaca",
+        "coinbase",
+        "redis_url",
+        "redis_url_from_containers",
+    }
+    for key, value in facts.items():
+        print(f"{key:<22} {'(hidden: use --json)' if key in hidden else value}")
+    return 0
+
+
+def _lab_webhooks(args: argparse.Namespace) -> int:
+    from lab import services
+
+    got = services.webhooks(_lab_settings(), clear=args.clear)
+    if args.json:
+        print(json.dumps(got, indent=2))
+    else:
+        for entry in got:
+            when = time.strftime("%H:%M:%S", time.gmtime(entry["at"]))
+            print(f"{when} {entry['channel']:<9} {entry['body'].get('text', '')}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """`quantshift lab ...`: the command group the quantshift command mounts."""
+    lab = sub.add_parser(
+        "lab",
+        help="run the lab: a Proxmox-compatible API (and exchanges) on this machine",
+        description="The lab stands in for the outside world on one machine: a Proxmox VE API on\n"
+        "https://127.0.0.1:8006 with a lab CA, backed by memory or by real LXC containers\n"
+        "on the lab's own bridge. State lives in QUANTSHIFT_LAB_DIR (/var/lib/quantshift-lab).",
+        formatter_class=_Formatter,
+    )
+    lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
+    p = lab_sub.add_parser(
+        "up",
+        help="start the lab in the background (idempotent)",
+        description="Start the lab's services in the background. `--backend lxc` needs root and\n"
+        "builds the container template once with debootstrap (about a minute).",
+        formatter_class=_Formatter,
+    )
+    p.add_argument(
+        "--backend",
+        choices=("memory", "lxc"),
+        default="memory",
+        help="memory: fast records for tests and scale; lxc: real containers (default: %(default)s)",
+    )
+    p.set_defaults(func=_lab_up)
+    p = lab_sub.add_parser("down", help="stop the lab and remove everything it created")
+    p.add_argument("--purge", action="store_true", help="also remove the cached container template")
+    p.set_defaults(func=_lab_down)
+    p = lab_sub.add_parser("status", help="is the lab up, with which backend, how many containers (exit 3 when down)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_lab_status)
+    p = lab_sub.add_parser("env", help="print the connection facts a client needs (URL, token, CA, node, template)")
+    p.add_argument("--json", action="store_true", help="machine-readable output, including the token secret")
+    p.set_defaults(func=_lab_env)
+
+    p = lab_sub.add_parser("webhooks", help="what the lab's webhook receiver got (the notifications), oldest first")
+    p.add_argument("--json", action="store_true", help="the whole messages as JSON")
+    p.add_argument("--clear", action="store_true", help="then forget them")
+    p.set_defaults(func=_lab_webhooks)
+
+    p = lab_sub.add_parser(
+        "scan-secrets", help="scan files and directories for any of the lab's secrets (exit 1 naming file and secret, never the value)"
+    )
+    p.add_argument("paths", nargs="+", type=Path)
+    p.set_defaults(func=_lab_scan)

@@ -1,0 +1,5 @@
+import sys
+
+from lab.exchanges.server import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from lab.pve.server import main
+
+sys.exit(main())
