@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
@@ -420,6 +420,12 @@ class Engine(Reconciliation):
         if self._stop_timer is not None:
             self._stop_timer.cancel()  # stopped in time: no hard exit
         return 0
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz answers now (bot.health.document)."""
+        from bot.health import document
+
+        return document(self)
 
     # --- broker calls with bounded retries ------------------------------------------------------------
     def _call(self, fn: Callable[[], T], what: str) -> T:
