@@ -20,8 +20,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import redis
-
 if TYPE_CHECKING:
     from bot.engine import Engine
 
@@ -124,6 +122,8 @@ def prometheus(samples: list[tuple[str, str, float, dict[str, str]]]) -> str:
 
 def samples(engine: Engine) -> list[tuple[str, str, float, dict[str, str]]]:
     """The catalogue /metrics serves: (name, help, value, labels) for one bot."""
+    import redis  # here, not at the top: the command line imports this module for its defaults
+
     market = "crypto" if engine.cfg.broker == "coinbase" else "equity"
     try:
         trades = engine.state.trades()

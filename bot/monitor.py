@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +46,9 @@ def evaluate(health: dict[str, Any], values: dict[str, float], t: AlertThreshold
 
 
 def check(url: str, thresholds: AlertThresholds, timeout: float = 5) -> dict[str, Any]:
+    import urllib.error  # here: the command line imports this module for its defaults and must start fast
+    import urllib.request
+
     base = url.rstrip("/")
     try:
         try:

@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 # The release id's one definition on the controller; the bot role checks hosts' input against the same
 # pattern (roles/quantshift_bot/vars/main.yml: quantshift_bot_release_pattern, pinned equal by a test).
 RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -43,6 +41,8 @@ def release_problem(release: object) -> str:
 
 def load(path: Path) -> Manifest:
     """Read and check a manifest; every problem is named in one error."""
+    import yaml  # here: the command line imports this module for its constants and must start fast
+
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:

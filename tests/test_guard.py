@@ -111,3 +111,22 @@ def test_the_guards_rollback_record_joins_the_shared_audit_log(tmp_path: Path, r
     # Redis gone: the record is kept on the host, and the guard says so instead of failing the rollback.
     assert g.audit(cfg | {"audit_redis_url": "redis://127.0.0.1:1/0"}, record).startswith("local only")
     assert len((tmp_path / "guard" / "audit.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_hand_back_rewrites_the_roles_local_facts_to_what_trades_now(tmp_path: Path) -> None:
+    g = guard()
+    facts = tmp_path / "quantshift.fact"
+    facts.write_text(json.dumps({"release": "r2", "previous": "r1", "slot": "a", "active_ports": {"equity": 9108}, "bots": ["equity"]}))
+    cfg = {"facts_path": str(facts), "bots": [{"name": "equity", "metrics_port": 9108, "slot_port_offset": 100}]}
+    g.update_facts(cfg, "r1", "r2", "b")
+    doc = json.loads(facts.read_text())
+    assert (doc["release"], doc["previous"], doc["slot"], doc["active_ports"], doc["bots"]) == (
+        "r1",
+        "r2",
+        "b",
+        {"equity": 9208},
+        ["equity"],
+    )
+    assert facts.stat().st_mode & 0o777 == 0o644
+    g.update_facts(cfg | {"facts_path": str(tmp_path / "none.fact")}, "r1", "r2", "b")  # a host without facts: nothing to fix
+    assert not (tmp_path / "none.fact").exists()

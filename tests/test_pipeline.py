@@ -15,7 +15,7 @@ import pytest
 
 from lab import secretscan
 from tests import labkit
-from tests.pipekit import active_health, build_bad_release, destroy_all, flat, lab_env, lab_facts, playbook
+from tests.pipekit import active_health, build_bad_release, destroy_all, flat, healthz, lab_env, lab_facts, playbook
 
 
 @pytest.mark.lxc
@@ -155,6 +155,9 @@ def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any
         assert (guarded["release"], guarded["status"]) == ("p1", "ready")
         status = json.loads(labkit.ssh(lxc_lab, primary, "python3 /usr/local/lib/quantshift/quantshift-guard.py status --json").stdout)
         assert status["outcome"] == "rolled_back" and "error rate" in status["reason"] and status["previous"] == "p1"
+        facts = json.loads(labkit.ssh(lxc_lab, primary, "cat /etc/ansible/facts.d/quantshift.fact").stdout)
+        assert (facts["release"], facts["previous"]) == ("p1", "p4-errors")  # the playbooks find production where it is
+        assert healthz(primary, facts["active_ports"]["equity"])["release"] == "p1"
         shared = subprocess.run(
             [sys.executable, "-m", "quantshift", "deploy", "history", "--json", "--stage", "production"],
             env=env, capture_output=True, text=True, timeout=60, check=True,

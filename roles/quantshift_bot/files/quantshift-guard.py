@@ -40,6 +40,7 @@ import quantshift_webhook  # next to this script (the controller's quantshift.we
 from quantshift_host import healthz, unit_state
 
 DEFAULT_CONFIG = "/etc/quantshift/guard.json"
+FACTS = "/etc/ansible/facts.d/quantshift.fact"  # the bot role's local facts (tasks/facts.yml)
 TRIGGERS = ("restarts", "stalled", "error_rate", "drawdown", "win_rate")
 
 
@@ -60,10 +61,10 @@ def read_json(path):
         return None
 
 
-def write_json(path, doc):
+def write_json(path, doc, mode=0o600):
     """Replace the file by rename: a guard killed mid-write never leaves half a bake behind."""
     tmp = path + ".new"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w") as fh:
         json.dump(doc, fh, indent=1, sort_keys=True)
     os.replace(tmp, path)
@@ -148,7 +149,19 @@ def hand_back(cfg, bake):
             os.unlink(tmp)
         os.symlink(target, tmp)
         os.replace(tmp, os.path.join(base, link))
+    update_facts(cfg, bake["previous_release"], bake["release"], old)
     return sorted(waiting)  # bots not trading again in time (reported; the handover itself is done)
+
+
+def update_facts(cfg, release, previous, slot):
+    """The role's local facts say what runs where (the playbooks read them to find production's bots):
+    after a hand-back they must name the release and slot that trade now."""
+    path = cfg.get("facts_path", FACTS)
+    doc = read_json(path)
+    if doc is None:
+        return
+    doc.update(release=release, previous=previous, slot=slot, active_ports={bot["name"]: port_of(bot, slot) for bot in cfg["bots"]})
+    write_json(path, doc, mode=0o644)
 
 
 def end_canary(cfg, bake):
