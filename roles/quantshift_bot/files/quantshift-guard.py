@@ -161,7 +161,10 @@ def update_facts(cfg, release, previous, slot):
     if doc is None:
         return
     doc.update(release=release, previous=previous, slot=slot, active_ports={bot["name"]: port_of(bot, slot) for bot in cfg["bots"]})
-    write_json(path, doc, mode=0o644)
+    try:
+        write_json(path, doc, mode=0o644)
+    except OSError as err:  # never let bookkeeping undo a hand-back that has happened: say so instead
+        log("facts_not_updated", path=path, error=str(err))
 
 
 def end_canary(cfg, bake):
