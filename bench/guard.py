@@ -15,17 +15,15 @@ Every time comes from the bots' and the guard's own journal lines; the container
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from bench.common import below, record
 from quantshift import switchover
 from tests import labkit
-from tests.pipekit import build_bad_release, healthz, lab_env, lab_facts, playbook
+from tests.pipekit import alpaca, build_bad_release, healthz, lab_env, playbook
 
 AT = ("-e", "quantshift_deploy_at=2026-11-24T22:00:00+00:00")
 SOAKED = ("-e", "quantshift_soak_override_reason=bench: a bad release on purpose", "-e", "quantshift_end_canary=false")
@@ -67,16 +65,6 @@ def _caught_by_the_play(facts: dict[str, Any], env: dict[str, str], tmp: Path, d
     return _first_decision(docs, "g1", fault) - fault
 
 
-def _alpaca(env: dict[str, str], path: str, body: dict[str, Any] | None = None) -> Any:
-    facts = lab_facts(env)
-    keys = facts["alpaca"]["live"]
-    headers = {"APCA-API-KEY-ID": keys["key_id"], "APCA-API-SECRET-KEY": keys["secret_key"], "X-Lab-Admin": facts["exchange_admin_token"]}
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(facts["alpaca_url"] + path, data=data, headers=headers | {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.load(resp)
-
-
 def _crossed(port: int, figure: str, limit: float, timeout: float) -> float:
     """When the bad release's /healthz first shows `figure` above `limit` (polled every 50 ms)."""
     deadline = time.monotonic() + timeout
@@ -99,11 +87,11 @@ def _caught_by_the_guard(facts: dict[str, Any], env: dict[str, str], tmp: Path, 
         crossed = _crossed(port, "error_rate", 0.05, timeout=120)
     else:
         deadline = time.monotonic() + 300
-        while not any(float(p["market_value"]) > 20_000 for p in _alpaca(env, "/v2/positions")):
+        while not any(float(p["market_value"]) > 20_000 for p in alpaca(env, "/v2/positions")):
             if time.monotonic() > deadline:
                 raise RuntimeError("the losing release never held an oversized position")
             time.sleep(0.5)
-        _alpaca(env, "/lab/market", {"shock": -0.8})
+        alpaca(env, "/lab/market", {"shock": -0.8})
         crossed = _crossed(port, "drawdown", 0.15, timeout=120)
     deadline = time.monotonic() + 60
     while not any(d["event"] == "rolled_back" for d in _journal(facts, "quantshift-guard.service", since)):
@@ -111,7 +99,7 @@ def _caught_by_the_guard(facts: dict[str, Any], env: dict[str, str], tmp: Path, 
             raise RuntimeError(f"the guard did not roll b-{defect} back")
         time.sleep(0.5)
     if defect == "losses":
-        _alpaca(env, "/lab/market", {"shock": 4.0})
+        alpaca(env, "/lab/market", {"shock": 4.0})
     guard = _journal(facts, "quantshift-guard.service", since)
     acted = min(_t(d) for d in guard if d["event"] == "trigger" and _t(d) >= since)
     docs = _journal(facts, "quantshift-equity@*", since)

@@ -178,3 +178,14 @@ def health_or_none(where: str, raw: bool = False) -> dict[str, Any]:
         except ValueError:
             continue
     return {}
+
+
+def alpaca(env: dict[str, str], path: str, body: dict[str, Any] | None = None) -> Any:
+    """The lab's Alpaca API as the live account (and its /lab admin switches): GET, or POST `body`."""
+    facts = lab_facts(env)
+    keys = facts["alpaca"]["live"]
+    headers = {"APCA-API-KEY-ID": keys["key_id"], "APCA-API-SECRET-KEY": keys["secret_key"], "X-Lab-Admin": facts["exchange_admin_token"]}
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(facts["alpaca_url"] + path, data=data, headers=headers | {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)

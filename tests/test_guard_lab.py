@@ -10,7 +10,6 @@ never saw a client order id twice, and Redis and the exchange agree on positions
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from tests import labkit
 from tests.pipekit import (
+    alpaca,
     assert_books_agree,
     attach,
     build_bad_release,
@@ -26,7 +26,6 @@ from tests.pipekit import (
     health_or_none,
     journal,
     lab_env,
-    lab_facts,
     playbook,
     wait_for,
 )
@@ -132,16 +131,6 @@ def test_orders_failing_after_the_gate_are_rolled_back_by_the_guard_even_when_it
     assert_one_release_trades(lab, "g1")
 
 
-def _alpaca(lab: dict[str, Any], path: str, body: dict[str, Any] | None = None) -> Any:
-    facts = lab_facts(lab["env"])
-    keys = facts["alpaca"]["live"]
-    headers = {"APCA-API-KEY-ID": keys["key_id"], "APCA-API-SECRET-KEY": keys["secret_key"], "X-Lab-Admin": facts["exchange_admin_token"]}
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(facts["alpaca_url"] + path, data=data, headers=headers | {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.load(resp)
-
-
 @pytest.mark.lxc
 def test_money_lost_after_the_gate_is_rolled_back_by_the_guard_across_a_container_restart(lab: dict[str, Any]) -> None:
     out = deploy_bad(lab, "deploy-production.yml", "p-losses", "losses")
@@ -158,13 +147,13 @@ def test_money_lost_after_the_gate_is_rolled_back_by_the_guard_across_a_containe
     # Its sizing bug shows once it holds an oversized position and the market gaps down.
     wait_for(
         "an oversized position",
-        lambda: any(float(p["market_value"]) > 20_000 for p in _alpaca(lab, "/v2/positions")),
+        lambda: any(float(p["market_value"]) > 20_000 for p in alpaca(lab["env"], "/v2/positions")),
         timeout=240,
     )
-    _alpaca(lab, "/lab/market", {"shock": -0.8})
+    alpaca(lab["env"], "/lab/market", {"shock": -0.8})
     try:
         status = rolled_back_by_guard(lab, "p-losses", timeout=120)
         assert "drawdown" in status["reason"]
         assert_one_release_trades(lab, "g1")
     finally:
-        _alpaca(lab, "/lab/market", {"shock": 4.0})  # the lab's prices back where they were for the next tests
+        alpaca(lab["env"], "/lab/market", {"shock": 4.0})  # the lab's prices back where they were for the next tests
