@@ -23,7 +23,7 @@ from typing import Any
 from bench.common import below, record
 from quantshift import switchover
 from tests import labkit
-from tests.pipekit import alpaca, build_bad_release, healthz, lab_env, playbook
+from tests.pipekit import alpaca, build_bad_release, healthz, journal_events, lab_env, playbook
 
 AT = ("-e", "quantshift_deploy_at=2026-11-24T22:00:00+00:00")
 SOAKED = ("-e", "quantshift_soak_override_reason=bench: a bad release on purpose", "-e", "quantshift_end_canary=false")
@@ -40,8 +40,7 @@ def _deploy(env: dict[str, str], release: str, wheelhouse: str | None, ok: bool)
 
 
 def _journal(facts: dict[str, Any], unit: str, since: float) -> list[dict[str, object]]:
-    out = labkit.ssh(facts, PRIMARY, f"journalctl --no-pager -o cat -u '{unit}' --since @{int(since) - 1}", timeout=60).stdout
-    return switchover.events(out.splitlines())
+    return journal_events(facts, PRIMARY, unit, since)
 
 
 def _t(doc: dict[str, object], key: str = "t") -> float:

@@ -19,7 +19,7 @@ from typing import Any
 from bench.common import below, record
 from quantshift import switchover
 from tests import labkit
-from tests.pipekit import ROOT, build_bad_release, lab_env, playbook
+from tests.pipekit import ROOT, build_bad_release, journal_events, lab_env, playbook
 
 AT = "quantshift_deploy_at=2026-11-24T22:00:00+00:00"  # inside the window
 ROUNDS = 3
@@ -39,8 +39,7 @@ def _changed(out: str, host: str) -> str:
 
 
 def _journal(facts: dict[str, Any], ip: str, since: float) -> list[dict[str, object]]:
-    out = labkit.ssh(facts, ip, f"journalctl --no-pager -o cat -u 'quantshift-equity@*' --since @{int(since) - 1}", timeout=60).stdout
-    return switchover.events(out.splitlines())
+    return journal_events(facts, ip, "quantshift-equity@*", since)
 
 
 def _gap(facts: dict[str, Any], ip: str, release: str, since: float) -> float:

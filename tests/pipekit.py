@@ -189,3 +189,11 @@ def alpaca(env: dict[str, str], path: str, body: dict[str, Any] | None = None) -
     req = urllib.request.Request(facts["alpaca_url"] + path, data=data, headers=headers | {"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.load(resp)
+
+
+def journal_events(facts: dict[str, Any], ip: str, unit: str, since: float) -> list[dict[str, object]]:
+    """The JSON event lines a unit (a glob such as quantshift-equity@*) wrote on a lab host since a time."""
+    from quantshift import switchover
+
+    out = labkit.ssh(facts, ip, f"journalctl --no-pager -o cat -u '{unit}' --since @{int(since) - 1}", timeout=60).stdout
+    return switchover.events(out.splitlines())
