@@ -60,6 +60,7 @@ class BotConfig:
     metrics_host: str
     metrics_port: int
     release: str
+    slot: str  # the systemd slot (a | b) this process runs in; "" outside the role's units
     tick_seconds: float
     lease_ttl_ms: int
     lease_symbols: tuple[str, ...]  # the slice this bot trades (canary); default all symbols
@@ -271,6 +272,7 @@ def load(environ: dict[str, str] | None = None) -> BotConfig:
         metrics_host=env.get("QS_METRICS_HOST", "127.0.0.1"),
         metrics_port=int(r.num("QS_METRICS_PORT", "9108", 0, 65535, integer=True)),
         release=r.text("QS_RELEASE", _installed_release()),
+        slot=env.get("QS_SLOT", ""),
         tick_seconds=r.num("QS_TICK_SECONDS", "1", 0.01, 3600),
         lease_ttl_ms=int(r.num("QS_LEASE_TTL_MS", "3000", 200, 600000, integer=True)),
         lease_symbols=lease_symbols,

@@ -173,7 +173,7 @@ class Engine(Reconciliation):
     def tick(self) -> None:
         bars = self._call(lambda: self.broker.bars(self.cfg.symbols, self.cfg.bars_lookback), "bars")
         got_data = time.perf_counter()
-        self.counters.ticks += 1
+        self.counters.tick()
         for symbol, series in bars.items():
             if series:
                 self.prices[symbol] = series[-1].c
@@ -196,7 +196,7 @@ class Engine(Reconciliation):
                 continue
             self.failpoints.hit("hang_in_decision")
             signal = self.strategy.decide(symbol, bars.get(symbol, []), positions.get(symbol))
-            self.counters.decision_ms.append((time.perf_counter() - got_data) * 1000)
+            self.counters.decision(time.perf_counter() - got_data)
             decided = True
             if signal is not None:
                 self.act(signal, positions.get(symbol), positions)
@@ -334,7 +334,7 @@ class Engine(Reconciliation):
             self.counters.fenced_orders += 1
             event("order_fenced", client_order_id=req.client_order_id, symbol=req.symbol, broker_id=order.id)
             raise Fenced(req.symbol, f"order {req.client_order_id}")
-        self.counters.order_ms.append((time.perf_counter() - began) * 1000)
+        self.counters.order(time.perf_counter() - began)
         self.counters.orders_sent += 1
         self.state.update_order(req.client_order_id, status=order.status, broker_id=order.id)
         event(

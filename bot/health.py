@@ -9,7 +9,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from bot import metrics
-from bot.metrics import prometheus, samples
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -29,7 +28,7 @@ class _Handler(BaseHTTPRequestHandler):
             # standby is healthy (it waits for the lease by design); degraded and stopping are not.
             code = 200 if doc["status"] in ("ready", "standby", "starting") else 503
         elif self.path.startswith("/metrics"):
-            body, ctype, code = prometheus(samples(engine)).encode(), "text/plain; version=0.0.4", 200
+            body, ctype, code = metrics.exposition(self.server.registry), "text/plain; version=0.0.4; charset=utf-8", 200
         else:
             body, ctype, code = b'{"error": "not found"}', "application/json", 404
         self.send_response(code)
@@ -44,6 +43,7 @@ class HealthServer(ThreadingHTTPServer):
 
     def __init__(self, engine: Any, host: str, port: int) -> None:
         self.engine = engine
+        self.registry = metrics.registry(engine)
         super().__init__((host, port), _Handler)
 
     def start(self) -> None:

@@ -34,14 +34,14 @@ def evaluate(health: dict[str, Any], values: dict[str, float], t: AlertThreshold
     alerts = []
     if health.get("status") not in ("ready", "standby"):
         alerts.append(f"status {health.get('status')}: {health.get('reason') or 'no reason given'}")
-    trades = values.get("quantshift_trades", 0)
-    win_rate = values.get("quantshift_win_rate", 0)
+    trades = values.get("quantshift_closed_trades", 0)
+    win_rate = values.get("quantshift_win_ratio", 0)
     if trades >= t.min_trades and win_rate < t.min_win_rate:
         alerts.append(f"win rate {win_rate:.1%} < {t.min_win_rate:.0%} over {int(trades)} trades")
-    if values.get("quantshift_max_drawdown", 0) > t.max_drawdown:
-        alerts.append(f"drawdown {values['quantshift_max_drawdown']:.1%} > {t.max_drawdown:.0%}")
-    if values.get("quantshift_error_rate", 0) > t.max_error_rate:
-        alerts.append(f"error rate {values['quantshift_error_rate']:.1%} > {t.max_error_rate:.0%}")
+    if values.get("quantshift_max_drawdown_ratio", 0) > t.max_drawdown:
+        alerts.append(f"drawdown {values['quantshift_max_drawdown_ratio']:.1%} > {t.max_drawdown:.0%}")
+    if values.get("quantshift_broker_error_ratio", 0) > t.max_error_rate:
+        alerts.append(f"error rate {values['quantshift_broker_error_ratio']:.1%} > {t.max_error_rate:.0%}")
     return alerts
 
 
@@ -70,8 +70,8 @@ def render(report: dict[str, Any]) -> str:
     if health:
         lines.append(f"  status {health.get('status')} mode {health.get('mode')} release {health.get('release')}")
     m = report.get("metrics", {})
-    for key in ("quantshift_trades", "quantshift_win_rate", "quantshift_max_drawdown", "quantshift_error_rate"):
+    for key in ("quantshift_closed_trades", "quantshift_win_ratio", "quantshift_max_drawdown_ratio", "quantshift_broker_error_ratio"):
         if key in m:
-            lines.append(f"  {key.removeprefix('quantshift_'):<14} {m[key]:.4g}")
+            lines.append(f"  {key.removeprefix('quantshift_'):<20} {m[key]:.4g}")
     lines += [f"  ALERT {a}" for a in report["alerts"]]
     return "\n".join(lines)

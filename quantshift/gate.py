@@ -59,17 +59,17 @@ def evaluate(candidate: dict[str, Any], production: dict[str, Any] | None, t: Ga
     checks = [Check("service healthy", status, " or ".join(t.healthy), status in t.healthy)]
     if restarts is not None:
         checks.append(Check("not restarting", str(restarts), "0 restarts", restarts == 0))
-    err = m.get("quantshift_error_rate", 0.0)
+    err = m.get("quantshift_broker_error_ratio", 0.0)
     checks.append(Check("error rate", f"{err:.2%}", f"<= {t.max_error_rate:.0%}", err <= t.max_error_rate))
     # The candidate answers for its own trades (/healthz session, the guard's figure too); the account's
     # journal would blame it for a drawdown an earlier release made. Older releases: the journal's figure.
     session = health.get("session")
-    dd = float(session["drawdown"]) if isinstance(session, dict) and "drawdown" in session else m.get("quantshift_max_drawdown", 0.0)
+    dd = float(session["drawdown"]) if isinstance(session, dict) and "drawdown" in session else m.get("quantshift_max_drawdown_ratio", 0.0)
     checks.append(Check("max drawdown", f"{dd:.2%}", f"<= {t.max_drawdown:.0%}", dd <= t.max_drawdown))
-    trades, win = m.get("quantshift_trades", 0.0), m.get("quantshift_win_rate", 0.0)
+    trades, win = m.get("quantshift_closed_trades", 0.0), m.get("quantshift_win_ratio", 0.0)
     if production is not None:
         pm = production.get("metrics") or {}
-        p_trades, p_win = pm.get("quantshift_trades", 0.0), pm.get("quantshift_win_rate", 0.0)
+        p_trades, p_win = pm.get("quantshift_closed_trades", 0.0), pm.get("quantshift_win_ratio", 0.0)
         if trades >= t.min_trades and p_trades >= t.min_trades:
             checks.append(
                 Check(

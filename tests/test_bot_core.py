@@ -211,8 +211,21 @@ def test_metric_formulas() -> None:
     assert metrics.max_drawdown(1000, [100, -550, 100]) == pytest.approx(0.5)
     assert metrics.sharpe([0.01, 0.03], 252) == pytest.approx(0.02 / 0.0141421356 * math.sqrt(252), rel=1e-6)
     assert metrics.payoff(pnls) == pytest.approx(3.0)
-    text = metrics.prometheus([("x", "help", 1.5, {"a": "b"}), ("x", "help", math.inf, {"a": "c"})])
-    assert 'x{a="b"} 1.5' in text and 'x{a="c"} +Inf' in text and text.count("# TYPE x gauge") == 1
+
+
+def test_latencies_are_histograms_in_seconds() -> None:
+    c = metrics.Counters()
+    for seconds in (0.003, 0.004, 0.2, 30.0):
+        c.order(seconds)
+    # Bucket counts per bound (not cumulative here): 2 within 5 ms, 1 within 250 ms, 1 above the last bound.
+    assert c.order_buckets[metrics.ORDER_BUCKETS.index(0.005)] == 2
+    assert c.order_buckets[metrics.ORDER_BUCKETS.index(0.25)] == 1 and c.order_buckets[-1] == 1
+    assert c.order_seconds == pytest.approx(30.207) and sum(c.order_buckets) == 4
+    c.call(True)
+    c.call(False)
+    assert (c.calls_total, c.errors_total, c.error_rate) == (2, 1, 0.5)
+    assert {"quantshift_order_latency_seconds_bucket", "quantshift_ticks_total", "quantshift_build_info"} <= metrics.exported_series()
+    assert "quantshift_order_latency_seconds" not in metrics.exported_series()  # a histogram is its _bucket, _sum and _count
 
 
 def test_mode_enum_covers_config() -> None:

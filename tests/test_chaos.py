@@ -66,5 +66,5 @@ def test_a_divergence_from_the_broker_is_logged_counted_and_repaired(trade_lab: 
         bot.wait_for(lambda: booked() == 6.0, what="the divergence repaired")
         (found,) = bot.events("divergence")
         assert (found["symbol"], found["redis_qty"], found["broker_qty"]) == ("AAPL", 10.0, 6.0)
-        assert re.search(r"^quantshift_position_divergences\{[^}]*\} 1(\.0)?$", bot.metrics(), re.M)
+        assert re.search(r"^quantshift_position_divergences_total 1(\.0)?$", bot.metrics(), re.M)
         assert bot.terminate()[0] == 0

@@ -110,7 +110,7 @@ def test_gate_watch_fails_at_the_first_bad_look(monkeypatch: pytest.MonkeyPatch)
     def check(url: str, t: Any) -> dict[str, Any]:
         err = next(looks)
         calls.append(err)
-        return {"health": {"status": "ready"}, "metrics": {"quantshift_error_rate": err}}
+        return {"health": {"status": "ready"}, "metrics": {"quantshift_broker_error_ratio": err}}
 
     monkeypatch.setattr(gate.monitor, "check", check)
     now = [0.0]
@@ -129,7 +129,7 @@ def test_gate_watch_fails_at_the_first_bad_look(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_gate_watch_passes_when_every_look_passes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gate.monitor, "check", lambda url, t: {"health": {"status": "ready"}, "metrics": {"quantshift_error_rate": 0.0}})
+    monkeypatch.setattr(gate.monitor, "check", lambda url, t: {"health": {"status": "ready"}, "metrics": {"quantshift_broker_error_ratio": 0.0}})
     now = [0.0]
     looks = []
 
@@ -144,7 +144,7 @@ def test_gate_watch_passes_when_every_look_passes(monkeypatch: pytest.MonkeyPatc
 
 
 def test_the_gate_judges_the_candidates_own_drawdown_not_the_accounts_history() -> None:
-    history = {"quantshift_max_drawdown": 0.72}  # an earlier release lost money on this account
+    history = {"quantshift_max_drawdown_ratio": 0.72}  # an earlier release lost money on this account
     clean = gate.evaluate({"health": {"status": "ready", "session": {"drawdown": 0.01}}, "metrics": history}, None, gate.GateThresholds())
     losing = gate.evaluate({"health": {"status": "ready", "session": {"drawdown": 0.3}}, "metrics": {}}, None, gate.GateThresholds())
     older = gate.evaluate({"health": {"status": "ready"}, "metrics": history}, None, gate.GateThresholds())  # no session figures
