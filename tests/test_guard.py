@@ -130,3 +130,55 @@ def test_a_hand_back_rewrites_the_roles_local_facts_to_what_trades_now(tmp_path:
     assert facts.stat().st_mode & 0o777 == 0o644
     g.update_facts(cfg | {"facts_path": str(tmp_path / "none.fact")}, "r1", "r2", "b")  # a host without facts: nothing to fix
     assert not (tmp_path / "none.fact").exists()
+
+
+def test_the_scrape_address_follows_the_active_slot(tmp_path: Path, redis_url: str) -> None:
+    """One address per bot whatever slot trades: the guard forwards /metrics/BOT to slots/active."""
+    import urllib.error
+    import urllib.request
+
+    import redis as redis_lib
+
+    from bot.brokers.sim import SimBroker
+    from bot.config import load
+    from bot.engine import Engine
+    from bot.health import HealthServer
+    from tests.labkit import free_port
+
+    g = guard()
+    port, offset = free_port(), 100
+    servers = {}
+    for slot, release in (("a", "r1"), ("b", "r2")):
+        env = {"QS_MODE": "paper", "QS_BROKER": "sim", "QS_SYMBOLS": "AAA", "QS_ACCOUNT_ID": "acct"}
+        env |= {"QS_REDIS_URL": redis_url, "QS_RELEASE": release, "QS_SLOT": slot}
+        engine = Engine(load(env), SimBroker(["AAA"]), redis_lib.Redis.from_url(redis_url))
+        servers[slot] = HealthServer(engine, "127.0.0.1", port + (offset if slot == "b" else 0))
+        servers[slot].start()
+    (tmp_path / "slots").mkdir()
+    cfg = {"base_dir": str(tmp_path), "bots": [{"name": "equity", "metrics_port": port, "slot_port_offset": offset}]}
+    front = g.serve_scrapes(cfg | {"scrape": {"host": "127.0.0.1", "port": free_port()}})
+    url = f"http://127.0.0.1:{front.server_address[1]}"
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(url + path, timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    try:
+        for slot, release in (("a", "r1"), ("b", "r2")):
+            os.symlink(slot, tmp_path / "slots" / "active.new")
+            os.replace(tmp_path / "slots" / "active.new", tmp_path / "slots" / "active")
+            code, text = get("/metrics/equity")
+            assert code == 200 and f'quantshift_build_info{{mode="paper",release="{release}",slot="{slot}"}} 1.0' in text
+        servers["b"].shutdown()
+        servers["b"].server_close()
+        code, text = get("/metrics/equity")
+        assert code == 503 and f"port {port + offset}" in text  # the active slot is down: Prometheus sees the bot down
+        code, text = get("/metrics")
+        assert code == 200 and "quantshift_guard_up 1" in text and "quantshift_guard_baking 0" in text
+        assert get("/metrics/nobot")[0] == 404
+    finally:
+        front.shutdown()
+        servers["a"].shutdown()

@@ -25,6 +25,11 @@ wait until the old one trades, record the switch back (current, previous, slots/
 and append the rollback to the environment's audit log in Redis (and a local copy). The webhook (if set)
 hears of the trigger when it fires and of the outcome when the old release trades again; both messages
 go from a thread, so a slow or dead receiver never delays the hand-back.
+
+Scrape address: the guard also serves every bot's /metrics at one address per bot that does not move at a
+handover, whichever slot is active (`scrape` in the config, port 9464 by default):
+  GET /metrics/BOT   the active slot's /metrics, forwarded (503 when that slot does not answer: the bot is down)
+  GET /metrics       the guard's own series: quantshift_guard_up, _baking, _rollbacks_total
 """
 
 import argparse
@@ -33,8 +38,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import quantshift_webhook  # next to this script (the controller's quantshift.webhook, one source)
 from quantshift_host import healthz, unit_state
@@ -273,8 +282,77 @@ def bake_ended(cfg, bake, now):
     return "passed" if now - float(bake.get("switched_at", 0)) > cfg["bake_s"] else None
 
 
+# --- the scrape address ------------------------------------------------------------------------------
+ROLLBACKS = [0]  # hand-backs since the guard started (quantshift_guard_rollbacks_total)
+
+
+def active_slot(cfg):
+    """The slot that trades now: slots/active, which every switch (the role's and the guard's) re-points."""
+    try:
+        return os.readlink(os.path.join(cfg["base_dir"], "slots", "active"))
+    except OSError:
+        return "a"
+
+
+def guard_metrics(cfg):
+    bake = read_json(bake_path(cfg)) or {}
+    baking = 1 if bake.get("release") and not bake.get("outcome") else 0
+    return (
+        "# HELP quantshift_guard_up 1 while the host's release guard runs\n# TYPE quantshift_guard_up gauge\nquantshift_guard_up 1\n"
+        "# HELP quantshift_guard_baking 1 while a bake watches a new release on this host\n"
+        f"# TYPE quantshift_guard_baking gauge\nquantshift_guard_baking {baking}\n"
+        "# HELP quantshift_guard_rollbacks_total hand-backs the guard made since it started\n"
+        f"# TYPE quantshift_guard_rollbacks_total counter\nquantshift_guard_rollbacks_total {ROLLBACKS[0]}\n"
+    )
+
+
+class ScrapeHandler(BaseHTTPRequestHandler):
+    server_version = "quantshift-guard"
+
+    def log_message(self, format, *args):
+        return
+
+    def do_GET(self):
+        cfg = self.server.cfg
+        path = self.path.split("?", 1)[0].rstrip("/")
+        ports = {bot["name"]: bot for bot in cfg["bots"]}
+        if path == "/metrics":
+            self.answer(200, guard_metrics(cfg).encode(), "text/plain; version=0.0.4; charset=utf-8")
+        elif path.startswith("/metrics/") and path.removeprefix("/metrics/") in ports:
+            port = port_of(ports[path.removeprefix("/metrics/")], active_slot(cfg))
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                    self.answer(200, resp.read(), resp.headers.get("Content-Type", "text/plain; version=0.0.4"))
+            except (urllib.error.URLError, OSError) as err:
+                self.answer(503, f"the active slot (port {port}) does not answer: {err}\n".encode(), "text/plain")
+        else:
+            names = ", ".join(f"/metrics/{name}" for name in sorted(ports))
+            self.answer(404, f"not found; this host serves /metrics (the guard) and {names}\n".encode(), "text/plain")
+
+    def answer(self, code, body, ctype):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def serve_scrapes(cfg):
+    """The stable scrape address, in a thread: a slow scrape never delays the guard's looks."""
+    scrape = cfg.get("scrape") or {}
+    if not scrape.get("port"):
+        return None
+    server = ThreadingHTTPServer((scrape.get("host", "0.0.0.0"), int(scrape["port"])), ScrapeHandler)
+    server.daemon_threads = True
+    server.cfg = cfg
+    threading.Thread(target=server.serve_forever, name="scrape", daemon=True).start()
+    log("scrape_address", port=int(scrape["port"]), bots=[bot["name"] for bot in cfg["bots"]])
+    return server
+
+
 def run(cfg):
     log("guard_started", host=cfg["host"], stage=cfg["stage"], bake_s=cfg["bake_s"])
+    serve_scrapes(cfg)
     stalled_since = {}
     watching = None
     while True:
@@ -313,6 +391,7 @@ def run(cfg):
         notify(cfg, {**rollback_record(cfg, bake, f"guard: {trigger} ({bot}: {text}); {target}"), "outcome": "started"})
         late = end_canary(cfg, bake) if canary else hand_back(cfg, bake)
         took = round(time.monotonic() - began, 3)
+        ROLLBACKS[0] += 1
         bake.update(outcome="rolled_back", trigger=trigger, reason=f"{bot}: {text}", ended_at=time.time(), handback_s=took, not_ready=late)
         write_json(bake_path(cfg), bake)
         if canary:
