@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from lab import network, pki, settings, template
+from lab import monitoring, network, pki, settings, template
 from lab.errors import LabError
 from lab.pve.auth import Auth
 
@@ -141,11 +141,39 @@ def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[s
     state["redis_pid"] = redis_proc.pid
     _write_state(lab, state)
     _wait_redis(lab, redis_proc)
+    if monitoring.available():
+        _start_monitoring(lab, state, env_vars, progress)
     progress(
         f"the lab is up ({backend}): {lab.api_url} (pid {proc.pid}, log {log}); "
         f"exchanges: alpaca http://127.0.0.1:{lab.alpaca_port}, coinbase https://127.0.0.1:{lab.coinbase_port} (pid {ex_proc.pid})"
     )
     return env(lab)
+
+
+def _start_monitoring(lab: settings.LabSettings, state: dict[str, Any], env_vars: dict[str, str], progress: Any) -> None:
+    """Prometheus and Alertmanager on loopback, configured from monitoring/ (see lab/monitoring.py)."""
+    monitoring.prepare(lab)
+    problem = monitoring.check(lab)
+    if problem:
+        raise LabError(f"the lab's Prometheus configuration is refused by promtool: {problem}")
+    for name, argv in monitoring.argv(lab).items():
+        _stop_pid(int(state.get(f"{name}_pid") or 0), argv[1])  # its --config.file: this lab's, nobody else's
+        log = lab.state_dir / "logs" / f"{name}.log"
+        proc = _spawn(argv, log, env_vars)
+        state[f"{name}_pid"] = proc.pid
+        _write_state(lab, state)
+        port = lab.prometheus_port if name == "prometheus" else lab.alertmanager_port
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text().strip().splitlines()[-5:] if log.exists() else []
+                raise LabError(f"the lab's {name} did not start on 127.0.0.1:{port}:\n" + "\n".join(tail))
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1).close()
+                break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+    progress(f"monitoring: Prometheus http://127.0.0.1:{lab.prometheus_port}, Alertmanager http://127.0.0.1:{lab.alertmanager_port}")
 
 
 def _spawn(argv: list[str], log: Path, env_vars: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -293,6 +321,8 @@ def down(lab: settings.LabSettings, purge: bool = False, progress: Any = print) 
     _stop_pid(int(state.get("pid") or 0), _server_marker(lab))
     _stop_pid(int(state.get("exchange_pid") or 0), _exchange_marker(lab))
     _stop_pid(int(state.get("redis_pid") or 0), _redis_marker(lab))
+    for name, argv in monitoring.argv(lab).items():
+        _stop_pid(int(state.get(f"{name}_pid") or 0), argv[1])
     if lab.lxc_path.is_dir():
         for ct_dir in sorted(p for p in lab.lxc_path.iterdir() if (p / "config").exists()):
             name = ct_dir.name

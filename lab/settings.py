@@ -29,6 +29,8 @@ class LabSettings:
     coinbase_port: int = 8011
     redis_port: int = 6390
     webhook_port: int = 8012
+    prometheus_port: int = 9190  # the lab's Prometheus and Alertmanager (loopback only; not the packages' 9090/9093)
+    alertmanager_port: int = 9193
 
     def as_env(self) -> dict[str, str]:
         """The QUANTSHIFT_LAB_* variables that select this lab (the inverse of from_env)."""
@@ -42,6 +44,8 @@ class LabSettings:
             "QUANTSHIFT_LAB_COINBASE_PORT": str(self.coinbase_port),
             "QUANTSHIFT_LAB_REDIS_PORT": str(self.redis_port),
             "QUANTSHIFT_LAB_WEBHOOK_PORT": str(self.webhook_port),
+            "QUANTSHIFT_LAB_PROMETHEUS_PORT": str(self.prometheus_port),
+            "QUANTSHIFT_LAB_ALERTMANAGER_PORT": str(self.alertmanager_port),
         }
 
     @property
@@ -91,4 +95,6 @@ def from_env(environ: dict[str, str] | None = None) -> LabSettings:
         coinbase_port=int(env.get("QUANTSHIFT_LAB_COINBASE_PORT", "8011")),
         redis_port=int(env.get("QUANTSHIFT_LAB_REDIS_PORT", "6390")),
         webhook_port=int(env.get("QUANTSHIFT_LAB_WEBHOOK_PORT", "8012")),
+        prometheus_port=int(env.get("QUANTSHIFT_LAB_PROMETHEUS_PORT", "9190")),
+        alertmanager_port=int(env.get("QUANTSHIFT_LAB_ALERTMANAGER_PORT", "9193")),
     )

@@ -4,6 +4,7 @@ http is accepted only for the lab).
 
   POST /hook/{channel}               a generic or Slack-style message (a JSON object with `text`)
   POST /bot{token}/sendMessage       Telegram's Bot API shape (`chat_id` and `text` required, as there)
+  POST /alertmanager/{channel}       Alertmanager's webhook (`status` and `alerts`: what fires and resolves)
   GET  /lab/webhook/received         what arrived, oldest first (lab admin token)
   POST /lab/webhook/fault            delay_s, status: make the receiver slow or failing (lab admin token)
   GET  /lab/webhook/fault            that setting, and how many messages were attempted
@@ -60,6 +61,11 @@ class WebhookReceiver:
         @r.route("POST", "/hook/{channel}")
         def hook(req: Request) -> Any:
             self._take(req, req.vars["channel"], ("text",))
+            return {"ok": True}
+
+        @r.route("POST", "/alertmanager/{channel}")
+        def alertmanager(req: Request) -> Any:
+            self._take(req, "alertmanager:" + req.vars["channel"], ("status", "alerts"))
             return {"ok": True}
 
         @r.route("POST", "/{bot}/sendMessage")

@@ -155,7 +155,8 @@ def test_the_scrape_address_follows_the_active_slot(tmp_path: Path, redis_url: s
         servers[slot] = HealthServer(engine, "127.0.0.1", port + (offset if slot == "b" else 0))
         servers[slot].start()
     (tmp_path / "slots").mkdir()
-    cfg = {"base_dir": str(tmp_path), "bots": [{"name": "equity", "metrics_port": port, "slot_port_offset": offset}]}
+    cfg = {"base_dir": str(tmp_path), "host": "h1", "stage": "production", "bake_s": 60}
+    cfg["bots"] = [{"name": "equity", "metrics_port": port, "slot_port_offset": offset}]
     front = g.serve_scrapes(cfg | {"scrape": {"host": "127.0.0.1", "port": free_port()}})
     url = f"http://127.0.0.1:{front.server_address[1]}"
 
@@ -172,6 +173,9 @@ def test_the_scrape_address_follows_the_active_slot(tmp_path: Path, redis_url: s
             os.replace(tmp_path / "slots" / "active.new", tmp_path / "slots" / "active")
             code, text = get("/metrics/equity")
             assert code == 200 and f'quantshift_build_info{{mode="paper",release="{release}",slot="{slot}"}} 1.0' in text
+        status = json.loads(get("/status")[1])  # what `quantshift status` reads of each host
+        assert (status["host"], status["active"], status["bake"]) == ("h1", "b", None)
+        assert {slot: doc["release"] for slot, doc in status["bots"]["equity"]["slots"].items()} == {"a": "r1", "b": "r2"}
         servers["b"].shutdown()
         servers["b"].server_close()
         code, text = get("/metrics/equity")

@@ -30,6 +30,8 @@ Scrape address: the guard also serves every bot's /metrics at one address per bo
 handover, whichever slot is active (`scrape` in the config, port 9464 by default):
   GET /metrics/BOT   the active slot's /metrics, forwarded (503 when that slot does not answer: the bot is down)
   GET /metrics       the guard's own series: quantshift_guard_up, _baking, _rollbacks_total
+  GET /status        what runs on this host (`quantshift status` reads every host's): the active slot,
+                     current and previous releases, the bake, and each bot's /healthz in either slot
 """
 
 import argparse
@@ -306,6 +308,43 @@ def guard_metrics(cfg):
     )
 
 
+def host_status(cfg):
+    base = cfg["base_dir"]
+
+    def link(name):
+        try:
+            return os.path.basename(os.readlink(os.path.join(base, name)))
+        except OSError:
+            return None
+
+    active = active_slot(cfg)
+    bots = {}
+    for bot in cfg["bots"]:
+        slots = {}
+        for slot in ("a", "b"):
+            doc = healthz(port_of(bot, slot))
+            if doc:
+                slots[slot] = {
+                    k: doc.get(k) for k in ("status", "reason", "release", "mode", "account", "lease", "last_tick_age_s", "uptime_s")
+                }
+        bots[bot["name"]] = {"active": active, "slots": slots}
+    bake = read_json(bake_path(cfg)) or {}
+    if bake.get("release"):
+        left = None if bake.get("mode") == "canary" else max(0.0, cfg["bake_s"] - (time.time() - float(bake.get("switched_at", 0))))
+        bake = {k: bake.get(k) for k in ("release", "mode", "switched_at", "outcome", "trigger", "reason", "previous_release")} | {
+            "left_s": None if bake.get("outcome") else left
+        }
+    return {
+        "host": cfg["host"],
+        "stage": cfg["stage"],
+        "active": active,
+        "current": link("current"),
+        "previous": link("previous"),
+        "bake": bake or None,
+        "bots": bots,
+    }
+
+
 class ScrapeHandler(BaseHTTPRequestHandler):
     server_version = "quantshift-guard"
 
@@ -318,6 +357,8 @@ class ScrapeHandler(BaseHTTPRequestHandler):
         ports = {bot["name"]: bot for bot in cfg["bots"]}
         if path == "/metrics":
             self.answer(200, guard_metrics(cfg).encode(), "text/plain; version=0.0.4; charset=utf-8")
+        elif path == "/status":
+            self.answer(200, json.dumps(host_status(cfg)).encode(), "application/json")
         elif path.startswith("/metrics/") and path.removeprefix("/metrics/") in ports:
             port = port_of(ports[path.removeprefix("/metrics/")], active_slot(cfg))
             try:
@@ -327,7 +368,7 @@ class ScrapeHandler(BaseHTTPRequestHandler):
                 self.answer(503, f"the active slot (port {port}) does not answer: {err}\n".encode(), "text/plain")
         else:
             names = ", ".join(f"/metrics/{name}" for name in sorted(ports))
-            self.answer(404, f"not found; this host serves /metrics (the guard) and {names}\n".encode(), "text/plain")
+            self.answer(404, f"not found; this host serves /status, /metrics (the guard) and {names}\n".encode(), "text/plain")
 
     def answer(self, code, body, ctype):
         self.send_response(code)
