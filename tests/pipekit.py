@@ -73,10 +73,10 @@ def flat(text: str) -> str:
     return " ".join(text.replace("''", "'").split())
 
 
-def playbook(env: dict[str, str], name: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["ansible-playbook", f"playbooks/{name}", *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
-    )
+def playbook(env: dict[str, str], name: str, *extra: str, from_playbooks: bool = False) -> subprocess.CompletedProcess[str]:
+    """`ansible-playbook playbooks/NAME` from the repository root, or `ansible-playbook NAME` run in playbooks/."""
+    where, path = (ROOT / "playbooks", name) if from_playbooks else (ROOT, f"playbooks/{name}")
+    return subprocess.run(["ansible-playbook", path, *extra], cwd=where, env=env, capture_output=True, text=True, timeout=900, check=False)
 
 
 def healthz(ip: str, port: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from quantshift import gate, manifest, shadow, switchover
+from tests import ROOT
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -203,3 +204,31 @@ def test_the_role_checks_release_ids_with_the_controllers_pattern() -> None:
     bad = cli("deploy", "manifest", "--release", "../1")
     assert bad.returncode == 2 and "release must be an id" in bad.stderr
     assert json.loads(cli("deploy", "manifest", "--release", "2026.11.24-1").stdout) == {"release": "2026.11.24-1"}
+
+
+# --- ansible.cfg from the root and from playbooks/ -----------------------------------------------------
+def test_playbooks_find_the_same_inventory_roles_and_strategy_from_the_root_and_from_playbooks() -> None:
+    """The card's `ansible-playbook deploy-shadow.yml` is run from playbooks/: Ansible then reads
+    playbooks/ansible.cfg, whose paths must resolve to the same places as the root's."""
+    import configparser
+    import shutil
+
+    def dump(where: Path) -> dict[str, str]:
+        tool = shutil.which("ansible-config", path=str(Path(sys.executable).parent))
+        assert tool is not None
+        done = subprocess.run([tool, "dump", "--only-changed"], cwd=where, capture_output=True, text=True, check=True, timeout=60)
+        out = {}
+        for line in done.stdout.splitlines():
+            name, _, value = line.partition(" = ")
+            if not name.startswith("CONFIG_FILE"):  # which file was read: the one thing that differs
+                out[name.split("(", 1)[0]] = value
+        return out
+
+    root, here = dump(ROOT), dump(ROOT / "playbooks")
+    assert root == here and {"DEFAULT_HOST_LIST", "DEFAULT_ROLES_PATH", "DEFAULT_STRATEGY_PLUGIN_PATH"} <= root.keys()
+    assert str(ROOT / "inventory/lab/hosts.py") in root["DEFAULT_HOST_LIST"]
+    # Every setting of one file is in the other (a new setting added to only one would drift).
+    a, b = configparser.ConfigParser(), configparser.ConfigParser()
+    a.read(ROOT / "ansible.cfg")
+    b.read(ROOT / "playbooks/ansible.cfg")
+    assert {s: set(a[s]) for s in a.sections()} == {s: set(b[s]) for s in b.sections()}
