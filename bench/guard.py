@@ -25,7 +25,7 @@ from quantshift import switchover
 from tests import labkit
 from tests.pipekit import alpaca, build_bad_release, healthz, journal_events, lab_env, playbook
 
-AT = ("-e", "quantshift_deploy_at=2026-11-24T22:00:00+00:00")
+AT = ("-e", "quantshift_deploy_at=2026-11-28T15:00:00+00:00")
 SOAKED = ("-e", "quantshift_soak_override_reason=bench: a bad release on purpose", "-e", "quantshift_end_canary=false")
 PRIMARY = "10.231.25.10"
 

@@ -21,7 +21,7 @@ from quantshift import switchover
 from tests import labkit
 from tests.pipekit import ROOT, build_bad_release, journal_events, lab_env, playbook
 
-AT = "quantshift_deploy_at=2026-11-24T22:00:00+00:00"  # inside the window
+AT = "quantshift_deploy_at=2026-11-28T15:00:00+00:00"  # inside the window
 ROUNDS = 3
 
 

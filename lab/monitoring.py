@@ -39,7 +39,7 @@ def prometheus_config(lab: settings.LabSettings) -> dict[str, Any]:
     """Scrapes and evaluates every second: the lab's releases live seconds, not days."""
     return {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s", "external_labels": {"env": "lab"}},
-        "rule_files": [str(RULES)],
+        "rule_files": [str(directory(lab) / "quantshift.rules.yml")],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{lab.alertmanager_port}"]}]}]},
         "scrape_configs": [
             {"job_name": job, "file_sd_configs": [{"files": [str(targets_dir(lab) / f"{job}.json")], "refresh_interval": "1s"}]}
@@ -95,6 +95,11 @@ def prepare(lab: settings.LabSettings) -> None:
     targets_dir(lab).mkdir(parents=True, exist_ok=True)
     (d / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(lab), sort_keys=False))
     (d / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(lab), sort_keys=False))
+    # The project's rules as they are, evaluated every second (a group's own interval is for production).
+    rules = yaml.safe_load(RULES.read_text())
+    for group in rules["groups"]:
+        group["interval"] = "1s"
+    (d / "quantshift.rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
     for job in JOBS:
         path = targets_dir(lab) / f"{job}.json"
         if not path.exists():

@@ -90,8 +90,9 @@ def _wait_ready(lab: settings.LabSettings, proc: subprocess.Popen[bytes], log: P
     raise LabError(f"the lab API did not answer on {lab.api_url} within {timeout:.0f}s; see {log}")
 
 
-def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[str, Any]:
-    """Start the lab (idempotent); returns its connection facts."""
+def up(lab: settings.LabSettings, backend: str, progress: Any = print, with_monitoring: bool = True) -> dict[str, Any]:
+    """Start the lab (idempotent); returns its connection facts. Prometheus and Alertmanager start too
+    when installed, unless `with_monitoring` is false (the tests that do not look at them)."""
     state = read_state(lab)
     if _alive(state.get("pid"), _server_marker(lab)):
         if state.get("backend") != backend:
@@ -141,7 +142,7 @@ def up(lab: settings.LabSettings, backend: str, progress: Any = print) -> dict[s
     state["redis_pid"] = redis_proc.pid
     _write_state(lab, state)
     _wait_redis(lab, redis_proc)
-    if monitoring.available():
+    if with_monitoring and monitoring.available():
         _start_monitoring(lab, state, env_vars, progress)
     progress(
         f"the lab is up ({backend}): {lab.api_url} (pid {proc.pid}, log {log}); "

@@ -34,12 +34,13 @@ ansible-inventory --graph
 stamp=$(date -u +%Y%m%d-%H%M%S)
 a=${QUANTSHIFT_RELEASE:-lab-$stamp}-a b=${QUANTSHIFT_RELEASE:-lab-$stamp}-b c=${QUANTSHIFT_RELEASE:-lab-$stamp}-c-bad
 d=${QUANTSHIFT_RELEASE:-lab-$stamp}-d-errors
-# A weekday evening inside the production window (the lab's "now" for the window check).
+# The next time inside the production window of both bots (the lab's "now" for the window check): the
+# equity bot deploys after the close, the crypto bot on a weekend, so production moves on a weekend.
 at=$(python -c '
 import datetime as dt
 from quantshift import window
-t = dt.datetime.now(dt.UTC).replace(hour=22, minute=0, second=0, microsecond=0)
-while not window.check(t, "equity").allowed:
+t = dt.datetime.now(dt.UTC).replace(hour=15, minute=0, second=0, microsecond=0)
+while not all(window.check(t, m).allowed for m in window.MARKETS):
     t += dt.timedelta(days=1)
 print(t.isoformat())')
 soak='{"quantshift_soak_durations": {"paper": 1, "shadow": 1, "canary": 1}}'

@@ -12,6 +12,8 @@ APT_PACKAGES=(
   python3-venv python3-dev # the controller venv
   make git rsync ca-certificates
   podman runc uidmap slirp4netns fuse-overlayfs  # Molecule's podman driver
+  prometheus prometheus-alertmanager  # the lab's monitoring; promtool tests the alert rules
+  chromium                 # headless: the HTML reports are checked in a real browser
 )
 
 missing=()
@@ -28,6 +30,13 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The packages start their own Prometheus and Alertmanager on every address (9090, 9093, 9094): the
+  # lab runs its own on loopback only, so the ones this set-up just installed are stopped and disabled.
+  for svc in prometheus prometheus-alertmanager; do
+    if [[ " ${missing[*]} " == *" $svc "* ]] && command -v systemctl >/dev/null && systemctl is-enabled "$svc" >/dev/null 2>&1; then
+      systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 # Podman on this kind of machine: crun fails on hybrid cgroups, and its default ulimits exceed what
 # root may set here. Written only where there is no containers.conf yet, or ours.

@@ -37,7 +37,7 @@ def lxc_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     if reason:
         pytest.skip(reason)
     lab = labkit.lab_settings(Path(tmp_path_factory.mktemp("lxclab")), LXC_SUBNET, LXC_BRIDGE)
-    with labkit.running_lab(lab, "lxc") as facts:
+    with labkit.running_lab(lab, "lxc", with_monitoring=True) as facts:
         facts["settings"] = lab
         yield facts
 

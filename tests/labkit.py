@@ -56,16 +56,20 @@ def lab_settings(tmp: Path, subnet: str, bridge: str) -> settings.LabSettings:
         coinbase_port=free_port(),
         redis_port=free_port(),
         webhook_port=free_port(),
+        prometheus_port=free_port(),
+        alertmanager_port=free_port(),
     )
 
 
 @contextmanager
-def running_lab(lab: settings.LabSettings, backend: str, extra_env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+def running_lab(
+    lab: settings.LabSettings, backend: str, extra_env: dict[str, str] | None = None, with_monitoring: bool = False
+) -> Iterator[dict[str, Any]]:
     """Bring a lab up and always take it down again, even when the test fails."""
     saved = {k: os.environ.get(k) for k in (extra_env or {})}
     os.environ.update(extra_env or {})
     try:
-        facts = services.up(lab, backend, progress=lambda *_: None)
+        facts = services.up(lab, backend, progress=lambda *_: None, with_monitoring=with_monitoring)
         yield facts
     finally:
         services.down(lab, progress=lambda *_: None)

@@ -100,6 +100,19 @@ def build_bad_release(dest: Path, defect: str = "crash") -> str:
     return built.stdout.strip()
 
 
+def host_status(ip: str) -> dict[str, Any]:
+    """What the host's guard says at its scrape address (/status): each bot's slots, the active one, the bake."""
+    with urllib.request.urlopen(f"http://{ip}:9464/status", timeout=5) as resp:
+        doc: dict[str, Any] = json.load(resp)
+    return doc
+
+
+def bot_health(ip: str, bot: str) -> dict[str, Any]:
+    """The /healthz summary of `bot`'s active slot on a host, from its guard."""
+    info = host_status(ip)["bots"][bot]
+    return dict(info["slots"].get(info["active"]) or {})
+
+
 def active_health(ip: str) -> dict[str, Any]:
     """/healthz of whichever slot answers (a on 9108, b on 9208)."""
     for port in (9108, 9208):

@@ -33,7 +33,7 @@ from tests.pipekit import (
     wait_for,
 )
 
-AT = "quantshift_deploy_at=2026-11-24T22:00:00+00:00"
+AT = "quantshift_deploy_at=2026-11-28T15:00:00+00:00"
 BOOTSTRAP = ("-e", "quantshift_soak_override_reason=fault test", "-e", "quantshift_end_canary=false", "-e", AT)
 
 

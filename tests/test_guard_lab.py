@@ -30,7 +30,7 @@ from tests.pipekit import (
     wait_for,
 )
 
-AT = ("-e", "quantshift_deploy_at=2026-11-24T22:00:00+00:00")
+AT = ("-e", "quantshift_deploy_at=2026-11-28T15:00:00+00:00")
 SOAKED = ("-e", "quantshift_soak_override_reason=guard test: a bad release on purpose")
 GUARD = "/usr/local/lib/quantshift/quantshift-guard.py"
 

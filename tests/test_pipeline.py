@@ -15,7 +15,7 @@ import pytest
 
 from lab import secretscan
 from tests import labkit
-from tests.pipekit import active_health, build_bad_release, destroy_all, flat, healthz, lab_env, lab_facts, playbook
+from tests.pipekit import active_health, bot_health, build_bad_release, destroy_all, flat, healthz, lab_env, lab_facts, playbook
 
 
 @pytest.mark.lxc
@@ -52,12 +52,12 @@ def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any
     env = lab_env(lxc_lab, tmp_path)
     net = lxc_lab["subnet"].rsplit(".", 1)[0]
     primary, standby = f"{net}.10", f"{net}.11"
-    at = "quantshift_deploy_at=2026-11-24T22:00:00+00:00"  # a Tuesday evening inside the window
+    at = "quantshift_deploy_at=2026-11-28T15:00:00+00:00"  # a Saturday: inside the equity and the crypto windows
     soak = '{"quantshift_soak_durations": {"paper": 0, "shadow": 0, "canary": 0}}'
     outputs: list[str] = []
 
-    def run(name: str, *extra: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        done = playbook(env, name, *extra)
+    def run(name: str, *extra: str, ok: bool = True, from_playbooks: bool = False) -> subprocess.CompletedProcess[str]:
+        done = playbook(env, name, *extra, from_playbooks=from_playbooks)
         outputs.append(done.stdout + done.stderr)
         assert (done.returncode == 0) == ok, f"{name}: rc {done.returncode}\n{done.stdout[-6000:]}"
         return done
@@ -86,20 +86,30 @@ def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any
             "quantshift_end_canary=false",
         )
         assert (active_health(primary)["release"], active_health(primary)["mode"]) == ("p1", "live")
+        assert (bot_health(primary, "crypto")["release"], bot_health(primary, "crypto")["mode"]) == ("p1", "live")
+        # Each bot's market has its own window: a weekday evening suits the equity bot, not the crypto bot.
+        weekday = run(
+            "deploy-production.yml", "-e", "quantshift_release=p1", "-e", "quantshift_deploy_at=2026-11-24T22:00:00+00:00", ok=False
+        )
+        assert "crypto weekend window" in flat(weekday.stdout) and active_health(primary)["release"] == "p1"
         # Production refuses a release that has not soaked, before anything changes.
         refused = run("deploy-production.yml", "-e", "quantshift_release=p2", "-e", at, ok=False)
         assert "may not go to production yet" in flat(refused.stdout) and active_health(primary)["release"] == "p1"
 
         run("deploy-paper.yml", "-e", "quantshift_release=p2", "-e", "quantshift_risk_class=high")
-        run("deploy-shadow.yml", "-e", "quantshift_release=p2", "-e", "quantshift_risk_class=high", "-e", soak)
+        # As the card says it: from playbooks/, `ansible-playbook deploy-shadow.yml`.
+        run("deploy-shadow.yml", "-e", "quantshift_release=p2", "-e", "quantshift_risk_class=high", "-e", soak, from_playbooks=True)
         shadow = active_health(standby)
         assert (shadow["mode"], shadow["orders_sent"], shadow["account"]) == ("shadow", 0, "lab-live-equity")
         assert shadow["would_be_orders"] >= 1
+        assert (bot_health(standby, "crypto")["mode"], bot_health(standby, "crypto")["account"]) == ("shadow", "lab-live-crypto")
 
         run("deploy-canary.yml", "-e", "quantshift_release=p2", "-e", "quantshift_risk_class=high", "-e", soak)
         canary = active_health(standby)
         assert canary["mode"] == "canary" and canary["lease"] == {"NVDA": True}
         assert active_health(primary)["lease"] == {"AAPL": True, "MSFT": True, "NVDA": False}  # yielded to the canary
+        assert bot_health(standby, "crypto")["lease"] == {"ETH-USD": True}
+        assert bot_health(primary, "crypto")["lease"] == {"BTC-USD": True, "ETH-USD": False}
 
         before = float(labkit.ssh(lxc_lab, primary, "date +%s").stdout.strip() or 0)
         run("deploy-production.yml", "-e", "quantshift_release=p2", "-e", "quantshift_risk_class=high", "-e", soak, "-e", at)
@@ -110,6 +120,8 @@ def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any
                 break
             time.sleep(0.1)
         assert active_health(primary)["lease"] == {"AAPL": True, "MSFT": True, "NVDA": True}
+        crypto = bot_health(primary, "crypto")
+        assert (crypto["release"], crypto["status"], crypto["lease"]) == ("p2", "ready", {"BTC-USD": True, "ETH-USD": True})
         journal = labkit.ssh(lxc_lab, primary, f"journalctl --no-pager -o cat -u 'quantshift-equity@*' --since @{int(before)}").stdout
         from quantshift import switchover
 

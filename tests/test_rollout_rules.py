@@ -130,7 +130,9 @@ def test_gate_watch_fails_at_the_first_bad_look(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_gate_watch_passes_when_every_look_passes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gate.monitor, "check", lambda url, t: {"health": {"status": "ready"}, "metrics": {"quantshift_broker_error_ratio": 0.0}})
+    monkeypatch.setattr(
+        gate.monitor, "check", lambda url, t: {"health": {"status": "ready"}, "metrics": {"quantshift_broker_error_ratio": 0.0}}
+    )
     now = [0.0]
     looks = []
 
