@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from bot.compare import Settings
+from bot.errors import (
+    EXIT_INCONCLUSIVE,
+    EXIT_NO,
+    EXIT_OK,
+    EXIT_USAGE,
+    InputError,
+    Parser,
+    UserError,
+    epoch_or_time,
+    existing_file,
+    exit_code,
+    float_in,
+    http_url,
+    int_from,
+    output_file,
+    redis_url,
+    text,
+)
 from bot.metrics import PERIODS
 from bot.models import OrderStatus
 from bot.monitor import AlertThresholds
@@ -28,58 +47,119 @@ def _health(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(monitor.render(report))
-    return 0 if report["ok"] else 1
+    return EXIT_OK if report["ok"] else EXIT_NO
 
 
-EXIT = {"pass": 0, "fail": 1, "marginal": 3, "inconclusive": 4}
+# A verdict's exit code: "no" for fail and marginal (0 with --allow-marginal), "cannot tell yet" for too little data.
+EXIT = {"pass": EXIT_OK, "fail": EXIT_NO, "marginal": EXIT_NO, "inconclusive": EXIT_INCONCLUSIVE}
+TRADE = {"closed_at": True, "pnl": True, "ret": True, "opened_at": False}  # field: required (else optional, may be null)
+ORDER = {"symbol": True, "side": True, "time": True}
+NUMERIC = {"closed_at", "pnl", "ret", "opened_at", "time"}
 
 
-def _load_docs(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text().strip()
-    if not text:
-        return []
-    if text.startswith("["):
-        docs: list[dict[str, Any]] = json.loads(text)
-        return docs
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def _checked(docs: list[Any], where: list[str], fields: dict[str, bool], what: str) -> list[dict[str, Any]]:
+    """Each doc is an object with the required `fields`, numbers where numbers belong; else one InputError
+    naming the first bad record (`where`: its place, e.g. FILE:LINE)."""
+    for doc, place in zip(docs, where, strict=True):
+        if not isinstance(doc, dict):
+            raise InputError(f"{place}: {what} must be a JSON object, got {json.dumps(doc)[:60]}")
+        missing = [k for k, required in fields.items() if required and doc.get(k) is None]
+        if missing:
+            needs = ", ".join(k for k, required in fields.items() if required)
+            raise InputError(f"{place}: {what} needs {needs}; missing {', '.join(missing)}")
+        for key in NUMERIC & doc.keys() & fields.keys():
+            value = doc[key]
+            if value is None and not fields[key]:
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            if isinstance(value, bool) or not math.isfinite(number):
+                raise InputError(f"{place}: {what}'s {key} must be a number, got {json.dumps(value)[:40]}")
+    return docs
 
 
-def _when(raw: str | None) -> float | None:
-    if raw is None:
-        return None
+def _load_docs(path: Path, fields: dict[str, bool], what: str) -> list[dict[str, Any]]:
+    """A JSON list or JSON lines of `what` records, checked (see _checked)."""
     try:
-        return float(raw)
-    except ValueError:
-        import datetime as dt
+        content = path.read_text()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file (give a JSON list, or one JSON object a line)") from None
+    if not content.strip():
+        return []
+    if content.lstrip().startswith("["):
+        try:
+            docs = json.loads(content)
+        except ValueError as err:
+            raise InputError(f"{path}: not valid JSON ({err})") from None
+        if not isinstance(docs, list):  # e.g. "[1] 2"
+            raise InputError(f"{path}: not a JSON list")
+        return _checked(docs, [f"{path}: record {n}" for n in range(1, len(docs) + 1)], fields, what)
+    docs, where = [], []
+    for n, line in enumerate(content.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            docs.append(json.loads(line))
+        except ValueError as err:
+            raise InputError(f"{path}:{n}: not valid JSON ({err}); give a JSON list or one JSON object a line") from None
+        where.append(f"{path}:{n}")
+    return _checked(docs, where, fields, what)
 
-        return dt.datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+
+def _from_redis(url: str, account: str) -> tuple[list[dict[str, Any]], ...]:
+    """Both journals and order books from the bots' Redis: shadow trades, production trades, shadow
+    would-be orders, production orders."""
+    import redis
+
+    from bot.state import State
+
+    where = url.split("@")[-1]  # never the password
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        shadow_state, prod_state = State(client, f"{account}:shadow"), State(client, account)
+        shadow_trades, prod_trades = shadow_state.trades(), prod_state.trades()
+        would_be, orders = shadow_state.would_be_orders(), list(prod_state.orders().values())
+    except ValueError as err:  # from_url, or a journal entry that is not JSON
+        raise InputError(f"the bots' Redis at {where}: {err}") from None
+    except redis.RedisError as err:
+        raise UserError(f"the bots' Redis at {where} cannot be read ({err.__class__.__name__}: {err})") from None
+    source = f"Redis {where}, account {account}"
+    _checked(shadow_trades, [f"{source}:shadow trade {n}" for n in range(1, len(shadow_trades) + 1)], TRADE, "a trade")
+    _checked(prod_trades, [f"{source} trade {n}" for n in range(1, len(prod_trades) + 1)], TRADE, "a trade")
+    _checked(would_be, [f"{source}:shadow would-be order {n}" for n in range(1, len(would_be) + 1)], ORDER, "an order")
+    shadow_orders = [{"symbol": o["symbol"], "side": o["side"], "time": o["time"]} for o in would_be]
+    prod_orders = [
+        {"symbol": o["symbol"], "side": o.get("side"), "time": o.get("created", 0)}
+        for o in orders
+        if isinstance(o, dict) and o.get("status") in (OrderStatus.FILLED, OrderStatus.NEW) and "symbol" in o
+    ]
+    _checked(prod_orders, [f"{source} order {n}" for n in range(1, len(prod_orders) + 1)], ORDER, "an order")
+    return shadow_trades, prod_trades, shadow_orders, prod_orders
 
 
 def _compare(args: argparse.Namespace) -> int:
     from bot import compare, report
 
+    if args.since is not None and args.until is not None and args.since >= args.until:
+        raise InputError(f"--since ({args.since:.0f}) must be before --until ({args.until:.0f})")
     if args.redis_url:
-        import redis
-
-        from bot.state import State
-
-        client = redis.Redis.from_url(args.redis_url)
-        shadow_state, prod_state = State(client, f"{args.account}:shadow"), State(client, args.account)
-        shadow_trades, prod_trades = shadow_state.trades(), prod_state.trades()
-        shadow_orders = [{"symbol": o["symbol"], "side": o["side"], "time": o["time"]} for o in shadow_state.would_be_orders()]
-        prod_orders = [
-            {"symbol": o["symbol"], "side": o["side"], "time": o.get("created", 0)}
-            for o in prod_state.orders().values()
-            if o.get("status") in (OrderStatus.FILLED, OrderStatus.NEW) and "symbol" in o
-        ]
+        if not args.account:
+            print("quantshift compare: --redis-url needs --account (the account id both bots trade)", file=sys.stderr)
+            return EXIT_USAGE
+        shadow_trades, prod_trades, shadow_orders, prod_orders = _from_redis(args.redis_url, args.account)
     else:
         if args.production_trades is None:
             print("quantshift compare: --shadow-trades needs --production-trades", file=sys.stderr)
-            return 2
-        shadow_trades, prod_trades = _load_docs(args.shadow_trades), _load_docs(args.production_trades)
-        shadow_orders = _load_docs(args.shadow_orders) if args.shadow_orders else []
-        prod_orders = _load_docs(args.production_orders) if args.production_orders else []
-    since, until = _when(args.since), _when(args.until)
+            return EXIT_USAGE
+        shadow_trades = _load_docs(args.shadow_trades, TRADE, "a trade")
+        prod_trades = _load_docs(args.production_trades, TRADE, "a trade")
+        shadow_orders = _load_docs(args.shadow_orders, ORDER, "an order") if args.shadow_orders else []
+        prod_orders = _load_docs(args.production_orders, ORDER, "an order") if args.production_orders else []
+    since, until = args.since, args.until
 
     def window(docs: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
         return [d for d in docs if (since is None or float(d[key]) >= since) and (until is None or float(d[key]) < until)]
@@ -102,15 +182,19 @@ def _compare(args: argparse.Namespace) -> int:
         window(prod_orders, "time"),
     )
     if args.html:
-        args.html.write_text(report.render(result))
+        try:
+            args.html.write_text(report.render(result))
+        except OSError as err:
+            raise UserError(f"cannot write the report {args.html} ({err.strerror})") from None
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:
         print(compare.render_table(result))
         if args.html:
             print(f"\nreport: {args.html}")
-    code = EXIT[result.verdict.result]
-    return 0 if code == 3 and args.allow_marginal else code
+    if result.verdict.result == "marginal" and args.allow_marginal:
+        return EXIT_OK
+    return EXIT[result.verdict.result]
 
 
 def _register_compare(sub: Any) -> None:
@@ -119,29 +203,41 @@ def _register_compare(sub: Any) -> None:
         help="does the shadow perform at least as well as production? (metrics, verdict, HTML report)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Compare the shadow's would-be trades with production's real trades over the same period.\n"
-        "Exit 0 pass, 1 fail, 3 marginal (0 with --allow-marginal), 4 inconclusive. Conventions: bot/compare.py.",
+        "Exit 0 pass, 3 fail or marginal (0 with --allow-marginal), 4 inconclusive. Conventions: bot/compare.py.",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--redis-url", help="read both journals from the bots' Redis")
-    src.add_argument("--shadow-trades", type=Path, help="shadow trades, JSON list or JSON lines (with --production-trades)")
-    p.add_argument("--production-trades", type=Path, help="production trades, JSON list or JSON lines")
-    p.add_argument("--shadow-orders", type=Path, help="shadow would-be orders (symbol, side, time) for signal agreement")
-    p.add_argument("--production-orders", type=Path, help="production orders (symbol, side, time)")
-    p.add_argument("--account", default="", help="the account id both bots trade (with --redis-url)")
-    p.add_argument("--since", help="from this time (ISO 8601 or unix seconds)")
-    p.add_argument("--until", help="until this time (exclusive)")
+    src.add_argument("--redis-url", type=redis_url, help="read both journals from the bots' Redis (with --account)")
+    src.add_argument("--shadow-trades", type=existing_file, help="shadow trades, JSON list or JSON lines (with --production-trades)")
+    p.add_argument("--production-trades", type=existing_file, help="production trades, JSON list or JSON lines")
+    p.add_argument("--shadow-orders", type=existing_file, help="shadow would-be orders (symbol, side, time) for signal agreement")
+    p.add_argument("--production-orders", type=existing_file, help="production orders (symbol, side, time)")
+    p.add_argument("--account", type=text, help="the account id both bots trade (with --redis-url)")
+    p.add_argument("--since", type=epoch_or_time, help="from this time (unix seconds, or ISO 8601 with zone)")
+    p.add_argument("--until", type=epoch_or_time, help="until this time (exclusive)")
     c = Settings()
     p.add_argument("--market", choices=tuple(PERIODS), default=c.market, help="Sharpe annualisation: 252 or 365 days")
-    p.add_argument("--confidence", type=float, default=c.confidence, help="confidence of the one-sided test (default %(default)s)")
-    p.add_argument("--tolerance", type=float, default=c.tolerance, help="allowed shortfall of mean interval return (default %(default)s)")
-    p.add_argument("--interval", type=int, default=c.interval_seconds, help="seconds per return interval (default %(default)s)")
-    p.add_argument("--min-trades", type=int, default=c.min_trades, help="per side, else inconclusive (default %(default)s)")
-    p.add_argument("--min-intervals", type=int, default=c.min_intervals, help="else inconclusive (default %(default)s)")
     p.add_argument(
-        "--agreement-seconds", type=float, default=c.agreement_seconds, help="time tolerance for signal agreement (default %(default)s)"
+        "--confidence",
+        type=float_in(above=0.0, below=1.0),
+        default=c.confidence,
+        help="confidence of the one-sided test, between 0 and 1 (default %(default)s)",
     )
-    p.add_argument("--start-equity", type=float, default=c.start_equity, help="for equity curves and drawdown (default %(default)s)")
-    p.add_argument("--html", type=Path, help="write a self-contained HTML report here")
+    p.add_argument(
+        "--tolerance", type=float_in(0.0), default=c.tolerance, help="allowed shortfall of mean interval return (default %(default)s)"
+    )
+    p.add_argument("--interval", type=int_from(1), default=c.interval_seconds, help="seconds per return interval (default %(default)s)")
+    p.add_argument("--min-trades", type=int_from(1), default=c.min_trades, help="per side, else inconclusive (default %(default)s)")
+    p.add_argument("--min-intervals", type=int_from(1), default=c.min_intervals, help="else inconclusive (default %(default)s)")
+    p.add_argument(
+        "--agreement-seconds",
+        type=float_in(0.0),
+        default=c.agreement_seconds,
+        help="time tolerance for signal agreement (default %(default)s)",
+    )
+    p.add_argument(
+        "--start-equity", type=float_in(above=0.0), default=c.start_equity, help="for equity curves and drawdown (default %(default)s)"
+    )
+    p.add_argument("--html", type=output_file, help="write a self-contained HTML report here")
     p.add_argument("--allow-marginal", action="store_true", help="exit 0 on a marginal verdict (for a lenient gate)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_compare)
@@ -160,34 +256,51 @@ def register(sub: Any) -> None:
 def _lease(args: argparse.Namespace) -> int:
     import redis
 
-    from bot.config import read_env_file
+    from bot.config import ConfigError, read_env_file
     from bot.lease import SEPARATOR, holder_of, leases_of, yield_key
 
-    env = read_env_file(args.env_file) if args.env_file else {}
-    redis_url, account = args.redis_url or env.get("QS_REDIS_URL"), args.account or env.get("QS_ACCOUNT_ID")
-    if not redis_url or not account:
+    try:
+        env = read_env_file(args.env_file) if args.env_file else {}
+    except ConfigError as err:
+        raise InputError(str(err)) from None
+    except OSError as err:
+        raise InputError(f"{args.env_file}: cannot read ({err.strerror})") from None
+    url, account = args.redis_url or env.get("QS_REDIS_URL"), args.account or env.get("QS_ACCOUNT_ID")
+    if not url or not account:
         print("quantshift bot lease: give --redis-url and --account, or --env-file of a bot that has both", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    if not args.redis_url:  # from the file: the same check as the option's
+        try:
+            redis_url(url)
+        except argparse.ArgumentTypeError as err:
+            raise InputError(f"{args.env_file}: QS_REDIS_URL: {err}") from None
     args.account = account
-    client = redis.Redis.from_url(redis_url, socket_timeout=5, decode_responses=True)
-    key = yield_key(args.account)
     symbols = [s.strip().upper() for s in (args.symbols or "").split(",") if s.strip()]
     if args.lease_action in ("yield", "reclaim") and not symbols:
         print("quantshift bot lease: --symbols is required", file=sys.stderr)
-        return 2
-    changed = 0
-    if args.lease_action == "yield":
-        changed = int(client.sadd(key, *symbols))
-    elif args.lease_action == "reclaim":
-        changed = int(client.srem(key, *symbols))
-    yielded = sorted(client.smembers(key))
+        return EXIT_USAGE
+    key = yield_key(args.account)
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, decode_responses=True)
+        changed = 0
+        if args.lease_action == "yield":
+            changed = int(client.sadd(key, *symbols))
+        elif args.lease_action == "reclaim":
+            changed = int(client.srem(key, *symbols))
+        yielded = sorted(client.smembers(key))
+        leases = leases_of(client, args.account)
+    except ValueError as err:
+        raise InputError(f"not a Redis URL ({err})") from None
+    except redis.RedisError as err:
+        where = url.split("@")[-1]  # never the password
+        raise UserError(f"the bots' Redis at {where} cannot be reached ({err.__class__.__name__}: {err}): nothing was changed") from None
     holders, tokens = {}, {}
-    for symbol, value in leases_of(client, args.account).items():
+    for symbol, value in leases.items():
         holders[symbol] = holder_of(value) or ""
         tokens[symbol] = int(value.rsplit(SEPARATOR, 1)[1]) if SEPARATOR in value else 0
     doc = {"account": args.account, "changed": changed > 0, "yielded": yielded, "holders": dict(sorted(holders.items()))}
     print(json.dumps(doc | {"fencing_tokens": dict(sorted(tokens.items()))}, indent=2))
-    return 0
+    return EXIT_OK
 
 
 def _actions(parser: argparse.ArgumentParser) -> None:
@@ -196,29 +309,36 @@ def _actions(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "lease_action", choices=("show", "yield", "reclaim"), help="yield: the primary lets go of --symbols; reclaim: takes them back"
     )
-    p.add_argument("--redis-url", help="the bots' Redis")
-    p.add_argument("--account", help="account id")
-    p.add_argument("--env-file", type=Path, help="take QS_REDIS_URL and QS_ACCOUNT_ID from this bot's .env (on its host)")
+    p.add_argument("--redis-url", type=redis_url, help="the bots' Redis")
+    p.add_argument("--account", type=text, help="account id")
+    p.add_argument("--env-file", type=existing_file, help="take QS_REDIS_URL and QS_ACCOUNT_ID from this bot's .env (on its host)")
     p.add_argument("--symbols", help="comma-separated symbols (yield, reclaim)")
     p.set_defaults(func=_lease)
     p = actions.add_parser("run", help="trade until SIGTERM (settings from QS_* variables; exit 2 on a bad setting)")
-    p.add_argument("--env-file", type=Path, help="read settings from this file too (KEY=VALUE, as systemd's EnvironmentFile)")
+    p.add_argument("--env-file", type=existing_file, help="read settings from this file too (KEY=VALUE, as systemd's EnvironmentFile)")
     p.set_defaults(func=_run)
-    p = actions.add_parser("health", help="evaluate a bot's /healthz and /metrics against alert thresholds (exit 1 on alerts)")
-    p.add_argument("--url", required=True, help="the bot's health base URL, e.g. http://127.0.0.1:9108")
+    p = actions.add_parser("health", help="evaluate a bot's /healthz and /metrics against alert thresholds (exit 3 on alerts)")
+    p.add_argument("--url", type=http_url, required=True, help="the bot's health base URL, e.g. http://127.0.0.1:9108")
     a = AlertThresholds()
-    p.add_argument("--min-win-rate", type=float, default=a.min_win_rate, help="alert below this win rate (default %(default)s)")
-    p.add_argument("--max-drawdown", type=float, default=a.max_drawdown, help="alert above this drawdown (default %(default)s)")
+    # Finite numbers, not ranges: a probe may ask for an alert on anything (--max-drawdown -1), unlike a gate.
+    p.add_argument("--min-win-rate", type=float_in(), default=a.min_win_rate, help="alert below this win rate (default %(default)s)")
+    p.add_argument("--max-drawdown", type=float_in(), default=a.max_drawdown, help="alert above this drawdown (default %(default)s)")
     p.add_argument(
-        "--max-error-rate", type=float, default=a.max_error_rate, help="alert above this broker error rate (default %(default)s)"
+        "--max-error-rate", type=float_in(), default=a.max_error_rate, help="alert above this broker error rate (default %(default)s)"
     )
-    p.add_argument("--min-trades", type=int, default=a.min_trades, help="judge win rate only after this many trades (default %(default)s)")
+    p.add_argument(
+        "--min-trades", type=int_from(0), default=a.min_trades, help="judge win rate only after this many trades (default %(default)s)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(func=_health)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot", description="The QuantShift trading bot.")
+    parser = Parser(prog="python -m bot", description="The QuantShift trading bot.")
     _actions(parser)
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except UserError as err:  # the operator can act on it: one clear line, no traceback
+        print(f"quantshift bot: {err}", file=sys.stderr)
+        return exit_code(err)

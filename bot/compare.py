@@ -6,8 +6,13 @@ Conventions:
   (default one hour) over the intervals where either side traded (an idle interval counts as 0).
 - Profit factor is per trade (sum of wins / |sum of losses|); Sharpe is per-trade, annualised with
   sqrt(252) for equities or sqrt(365) for crypto; max drawdown is on start equity + cumulative pnl.
-- Signal agreement: orders of one side matched by an order of the other with the same symbol and side
-  whose times differ by at most `agreement_seconds`, over the larger of the two order counts.
+- Signal agreement is measured over the period both sides ran, so on the bars both saw. A side's lifetime
+  runs from the first to the last time it recorded anything compare reads (an order; a trade opened or
+  closed). Only orders inside the overlap [max(first), min(last)] of the two lifetimes count; an order up
+  to `agreement_seconds` outside it still matches one inside, so jitter at the edges costs nothing. An
+  order matches at most one of the other side, with the same symbol and side and at most
+  `agreement_seconds` apart; agreement = matched pairs / the larger of the two sides' counted orders.
+  Identical order streams give 100 %; no overlap, or no order in it, gives None (not 0).
 - Verdict, in the manner of automated canary analysis: a one-sided Mann-Whitney U test of "shadow's
   per-interval returns are lower than production's" at the stated confidence. Significant: fail.
   Not significant but shadow's mean interval return is below production's by more than `tolerance`
@@ -17,10 +22,11 @@ Conventions:
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -61,6 +67,17 @@ class Verdict:
     intervals: int
 
 
+@dataclass(frozen=True)
+class Period:
+    """A stretch of time in unix seconds, both ends included."""
+
+    start: float
+    end: float
+
+    def holds(self, t: float, slack: float = 0.0) -> bool:
+        return self.start - slack <= t <= self.end + slack
+
+
 @dataclass
 class Comparison:
     settings: Settings
@@ -68,6 +85,7 @@ class Comparison:
     production: Side
     agreement: float | None
     verdict: Verdict
+    overlap: Period | None = None  # when both sides ran: the period signal agreement is measured over
 
     def as_dict(self, curves: bool = False) -> dict[str, Any]:
         doc = asdict(self)
@@ -142,18 +160,69 @@ def mann_whitney_less(x: Sequence[float], y: Sequence[float]) -> tuple[float, fl
     return u1, 0.5 * math.erfc(-z / math.sqrt(2))
 
 
-def agreement(shadow_orders: Sequence[dict[str, Any]], production_orders: Sequence[dict[str, Any]], seconds: float) -> float | None:
-    if not shadow_orders and not production_orders:
+def lifetime(times: Iterable[float]) -> Period | None:
+    """From the first to the last of `times`; None when there are none."""
+    ordered = sorted(times)
+    return Period(ordered[0], ordered[-1]) if ordered else None
+
+
+def side_lifetime(trades: Sequence[dict[str, Any]], orders: Sequence[dict[str, Any]]) -> Period | None:
+    """When a side ran, as far as its records tell: its orders, and its trades' openings and closings."""
+    times = [float(o["time"]) for o in orders]
+    times += [float(t[k]) for t in trades for k in ("opened_at", "closed_at") if t.get(k) is not None]
+    return lifetime(times)
+
+
+def overlap(a: Period | None, b: Period | None) -> Period | None:
+    """The period both ran, None when they never ran at the same time."""
+    if a is None or b is None or max(a.start, b.start) > min(a.end, b.end):
         return None
-    unmatched = list(production_orders)
-    matched = 0
-    for s in shadow_orders:
-        for k, p in enumerate(unmatched):
-            if p["symbol"] == s["symbol"] and p["side"] == s["side"] and abs(float(p["time"]) - float(s["time"])) <= seconds:
-                matched += 1
-                del unmatched[k]
-                break
-    return matched / max(len(shadow_orders), len(production_orders))
+    return Period(max(a.start, b.start), min(a.end, b.end))
+
+
+def _pairs(shadow: Sequence[dict[str, Any]], production: Sequence[dict[str, Any]], seconds: float) -> list[tuple[int, int]]:
+    """The most (shadow index, production index) pairs of the same symbol and side at most `seconds` apart,
+    each order in one pair at most: per symbol and side, in time order, each shadow order takes the earliest
+    production order still free within reach (optimal for matching points within a distance)."""
+    by_key: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
+    for j, p in enumerate(production):
+        by_key[(str(p["symbol"]), str(p["side"]))].append((float(p["time"]), j))
+    for candidates in by_key.values():
+        candidates.sort()
+    nxt: dict[tuple[str, str], int] = defaultdict(int)
+    pairs = []
+    for t, i in sorted((float(s["time"]), i) for i, s in enumerate(shadow)):
+        key = (str(shadow[i]["symbol"]), str(shadow[i]["side"]))
+        candidates, k = by_key.get(key, []), nxt[key]
+        while k < len(candidates) and candidates[k][0] < t - seconds:
+            k += 1
+        if k < len(candidates) and candidates[k][0] <= t + seconds:
+            pairs.append((i, candidates[k][1]))
+            k += 1
+        nxt[key] = k
+    return pairs
+
+
+def agreement(
+    shadow_orders: Sequence[dict[str, Any]],
+    production_orders: Sequence[dict[str, Any]],
+    seconds: float,
+    period: Period | None = None,
+) -> float | None:
+    """Signal agreement over `period` (default: the overlap of the two order streams' own lifetimes), as
+    the module docstring defines it; None when the sides never ran together or placed no order then."""
+    if period is None:
+        period = overlap(lifetime(float(o["time"]) for o in shadow_orders), lifetime(float(o["time"]) for o in production_orders))
+    if period is None:
+        return None
+    shadow = [o for o in shadow_orders if period.holds(float(o["time"]), seconds)]
+    production = [o for o in production_orders if period.holds(float(o["time"]), seconds)]
+    shadow_in = {i for i, o in enumerate(shadow) if period.holds(float(o["time"]))}
+    production_in = {j for j, o in enumerate(production) if period.holds(float(o["time"]))}
+    # A pair counts when one of its orders is inside; its partner just outside the edge then counts too.
+    pairs = [(i, j) for i, j in _pairs(shadow, production, seconds) if i in shadow_in or j in production_in]
+    counted = max(len(shadow_in | {i for i, _ in pairs}), len(production_in | {j for _, j in pairs}))
+    return len(pairs) / counted if counted else None
 
 
 def compare(
@@ -166,9 +235,9 @@ def compare(
     s = settings or Settings()
     xs, ys = interval_returns(shadow_trades, production_trades, s.interval_seconds)
     shadow, production = side_metrics(shadow_trades, s, xs), side_metrics(production_trades, s, ys)
-    return Comparison(
-        s, shadow, production, agreement(shadow_orders, production_orders, s.agreement_seconds), judge(shadow, production, xs, ys, s)
-    )
+    both = overlap(side_lifetime(shadow_trades, shadow_orders), side_lifetime(production_trades, production_orders))
+    agreed = agreement(shadow_orders, production_orders, s.agreement_seconds, both) if both is not None else None
+    return Comparison(s, shadow, production, agreed, judge(shadow, production, xs, ys, s), both)
 
 
 def judge(shadow: Side, production: Side, xs: list[float], ys: list[float], s: Settings) -> Verdict:
@@ -226,9 +295,15 @@ def render_table(c: Comparison) -> str:
     lines += [f"{name:<{width}}  {a:>14}  {b:>14}" for name, a, b in rows]
     if c.agreement is not None:
         lines.append(f"{'signal agreement':<{width}}  {c.agreement:>14.1%}")
+        if c.overlap is not None:
+            lines.append(f"{'':<{width}}  (while both ran: {_utc(c.overlap.start)} to {_utc(c.overlap.end)} UTC)")
     lines += ["", f"verdict: {c.verdict.result.upper()}: {c.verdict.reason}"]
     return "\n".join(lines)
 
 
 def _pf(value: float) -> str:
     return "inf" if value == math.inf else f"{value:.2f}"
+
+
+def _utc(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")

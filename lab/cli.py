@@ -1,5 +1,6 @@
 """`quantshift lab up|down|status|env|webhooks|scan-secrets`: the lab's command group (mounted by the
-quantshift command; the lab itself imports nothing of the rest)."""
+quantshift command; the lab itself imports nothing of the rest: this group takes only the command's exit
+codes and error marks from bot.errors, as every group does)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+
+from bot.errors import EXIT_NO, EXIT_OK, InputError
+from lab.errors import LabError
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -20,7 +24,7 @@ def _lab_settings() -> Any:
     try:
         return settings.from_env()
     except ValueError as err:
-        raise SystemExit(f"quantshift: {err}") from None
+        raise InputError(f"the lab's settings (QUANTSHIFT_LAB_* variables): {err}") from None
 
 
 def _lab_up(args: argparse.Namespace) -> int:
@@ -28,14 +32,14 @@ def _lab_up(args: argparse.Namespace) -> int:
 
     lab = _lab_settings()
     services.up(lab, args.backend)
-    return 0
+    return EXIT_OK
 
 
 def _lab_down(args: argparse.Namespace) -> int:
     from lab import services
 
     services.down(_lab_settings(), purge=args.purge)
-    return 0
+    return EXIT_OK
 
 
 def _lab_status(args: argparse.Namespace) -> int:
@@ -48,18 +52,21 @@ def _lab_status(args: argparse.Namespace) -> int:
         width = max(len(k) for k in st)
         for key, value in st.items():
             print(f"{key:<{width}}  {value}")
-    return 0 if st["up"] else 3
+    return EXIT_OK if st["up"] else EXIT_NO
 
 
 def _lab_scan(args: argparse.Namespace) -> int:
     from lab import secretscan, services
 
     secrets = secretscan.secrets_of(services.env(_lab_settings()))
-    count, size, found = secretscan.scan(args.paths, secrets)
+    try:
+        count, size, found = secretscan.scan(args.paths, secrets)
+    except OSError as err:  # a file it cannot read is not a clean file
+        raise LabError(f"secret scan: cannot read {err.filename} ({err.strerror}): nothing was judged") from None
     for path, name in found:
         print(f"LEAK: {name} in {path}")
     print(f"secret scan: {len(secrets)} secrets, {count} files, {size / 1e6:.1f} MB: {len(found)} finding(s)")
-    return 1 if found else 0
+    return EXIT_NO if found else EXIT_OK
 
 
 def _lab_env(args: argparse.Namespace) -> int:
@@ -68,7 +75,7 @@ def _lab_env(args: argparse.Namespace) -> int:
     facts = services.env(_lab_settings())
     if args.json:
         print(json.dumps(facts, indent=2))
-        return 0
+        return EXIT_OK
     hidden = {
         "token_secret",
         "readonly_token_secret",
@@ -81,11 +88,11 @@ def _lab_env(args: argparse.Namespace) -> int:
     }
     for key, value in facts.items():
         print(f"{key:<22} {'(hidden: use --json)' if key in hidden else value}")
-    return 0
+    return EXIT_OK
 
 
 def _lab_webhooks(args: argparse.Namespace) -> int:
-    from lab import services
+    from lab import services, webhook_receiver
 
     got = services.webhooks(_lab_settings(), clear=args.clear)
     if args.json:
@@ -93,8 +100,15 @@ def _lab_webhooks(args: argparse.Namespace) -> int:
     else:
         for entry in got:
             when = time.strftime("%H:%M:%S", time.gmtime(entry["at"]))
-            print(f"{when} {entry['channel']:<9} {entry['body'].get('text', '')}")
-    return 0
+            print(f"{when} {entry['channel']:<9} {webhook_receiver.describe(entry)}")
+    return EXIT_OK
+
+
+def _existing_path(raw: str) -> Path:
+    """argparse type: a file or directory that exists."""
+    if not raw.strip() or not Path(raw).exists():
+        raise argparse.ArgumentTypeError(f"no such file or directory: {raw!r}")
+    return Path(raw)
 
 
 def register(sub: Any) -> None:
@@ -138,7 +152,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_lab_webhooks)
 
     p = lab_sub.add_parser(
-        "scan-secrets", help="scan files and directories for any of the lab's secrets (exit 1 naming file and secret, never the value)"
+        "scan-secrets", help="scan files and directories for any of the lab's secrets (exit 3 naming file and secret, never the value)"
     )
-    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("paths", nargs="+", type=_existing_path, metavar="PATH")
     p.set_defaults(func=_lab_scan)

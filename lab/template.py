@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lab.errors import LabError
@@ -32,21 +35,65 @@ PACKAGES = (
 )
 # Units that only make sense on real hardware or would wait for a network the lab sets from outside.
 MASKED_UNITS = ("systemd-networkd-wait-online.service", "getty@tty1.service", "systemd-timesyncd.service")
+BUILD_TIMEOUT_S = 1800.0  # about a minute on a good mirror; a stalled download must not hang `lab up` for ever
+PROGRESS_EVERY_S = 5.0  # at most one progress line this often (plain lines: a log or Ansible reads them too)
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 class TemplateError(LabError):
     """The template could not be built; the message says which step failed."""
 
 
-def _run(cmd: list[str], what: str) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-        raise TemplateError(f"{what} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+def _last_line(log: Path) -> str:
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1].strip()[:120] if lines else ""
+
+
+def run_watched(
+    cmd: list[str],
+    what: str,
+    log: Path,
+    timeout: float = BUILD_TIMEOUT_S,
+    write: Callable[[str], None] = _to_stderr,
+    every: float = PROGRESS_EVERY_S,
+) -> None:
+    """Run a long command with its output in `log`: a line on `write` at the start (what, the bound), then
+    one every `every` seconds (elapsed, left, its latest output line); TemplateError on failure or timeout."""
+    write(f"{what}: up to {timeout:g} s (output in {log})")
+    start = time.monotonic()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        while True:
+            left = timeout - (time.monotonic() - start)
+            if left <= 0:
+                proc.kill()
+                proc.wait()
+                raise TemplateError(f"{what} did not finish within {timeout:g} s (last: {_last_line(log) or 'no output'}); see {log}")
+            try:
+                code = proc.wait(timeout=min(every, left))
+                break
+            except subprocess.TimeoutExpired:
+                elapsed = time.monotonic() - start
+                write(f"  {elapsed:.0f} s of {timeout:g} s, {max(0.0, timeout - elapsed):.0f} s left: {_last_line(log) or 'no output yet'}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if code != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+        raise TemplateError(f"{what} failed (exit {code}):\n" + "\n".join(tail))
 
 
 def build(rootfs: Path, log: Path | None = None) -> Path:
-    """Build the template at `rootfs` unless it is already there; a failed build leaves nothing."""
+    """Build the template at `rootfs` unless it is already there; a failed build leaves nothing but the
+    debootstrap log (`log`, default next to the template)."""
     if (rootfs / "etc" / "os-release").exists():
         return rootfs
     if shutil.which("debootstrap") is None:
@@ -54,9 +101,10 @@ def build(rootfs: Path, log: Path | None = None) -> Path:
     rootfs.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=rootfs.parent))
     try:
-        _run(
+        run_watched(
             ["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), "bookworm", str(work), MIRROR],
-            "debootstrap bookworm",
+            f"lab template: debootstrap bookworm from {MIRROR}",
+            log or rootfs.parent / "debootstrap.log",
         )
         _customise(work)
         work.rename(rootfs)

@@ -100,3 +100,19 @@ class WebhookReceiver:
             with self.lock:
                 self.delay_s, self.status = max(0.0, delay), status
             return {"delay_s": self.delay_s, "status": self.status}
+
+
+def describe(entry: dict[str, Any]) -> str:
+    """One line per message as an operator reads it: a notification's text, or what Alertmanager says
+    fires or resolved (alert, host, bot: summary)."""
+    body = entry.get("body") or {}
+    if "alerts" in body:
+        parts = []
+        for alert in body.get("alerts") or []:
+            labels, notes = alert.get("labels") or {}, alert.get("annotations") or {}
+            where = " ".join(str(labels[k]) for k in ("host", "bot") if labels.get(k))
+            parts.append(
+                f"{str(alert.get('status', body.get('status', ''))).upper()} {labels.get('alertname', '?')} {where}: {notes.get('summary', '')}"
+            )
+        return "; ".join(parts)
+    return str(body.get("text", ""))

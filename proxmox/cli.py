@@ -4,19 +4,38 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
-from pathlib import Path
 from typing import Any
 
-EXIT_PENDING = 3  # `plan`: changes are pending (0: nothing to do, 1: error)
+from bot.errors import EXIT_ERROR, EXIT_NO, EXIT_OK, InputError, existing_file, int_from
+
+EXIT_PENDING = EXIT_NO  # `plan`: is the node as the spec says? No: changes are pending (playbooks/provision.yml relies on 3)
+SNAPSHOT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,39}$")  # as Proxmox VE checks it; "current" is taken
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     from proxmox import client, spec
 
-    loaded = spec.load(Path(args.spec))
+    try:
+        loaded = spec.load(args.spec)
+    except spec.SpecError as err:  # the spec is what the operator gave: a usage error, one line for one problem
+        raise InputError(err.problems[0] if len(err.problems) == 1 else str(err)) from None
+    unknown = sorted(set(getattr(args, "vmid", None) or ()) - {ct.vmid for ct in loaded.containers})
+    if unknown:
+        known = ", ".join(str(ct.vmid) for ct in loaded.containers)
+        raise InputError(f"--vmid {', '.join(map(str, unknown))}: not in the spec {args.spec} (its containers: {known})")
     api = client.connect(loaded.endpoint, client.credentials(loaded.endpoint))
     return loaded, api
+
+
+def _snapshot_name(raw: str) -> str:
+    """argparse type: a snapshot name Proxmox VE accepts."""
+    if not SNAPSHOT_NAME.match(raw) or raw == "current":
+        raise argparse.ArgumentTypeError(
+            f"{raw!r}: a snapshot name is a letter, then letters, digits, _ or - (2-40 characters), not 'current'"
+        )
+    return raw
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -49,8 +68,8 @@ def _plan(args: argparse.Namespace) -> int:
     else:
         print(plan.render(result, recreate=args.recreate))
     if result.problems:
-        return 1
-    return EXIT_PENDING if result.pending else 0
+        return EXIT_ERROR
+    return EXIT_PENDING if result.pending else EXIT_OK
 
 
 def _apply(args: argparse.Namespace) -> int:
@@ -69,7 +88,7 @@ def _apply(args: argparse.Namespace) -> int:
             print(f"  {vmid}: {err}", file=sys.stderr)
     else:
         print(f"Apply complete in {outcome.seconds:.1f}s" + ("" if outcome.changed else ": nothing to change."))
-    return 1 if outcome.errors else 0
+    return EXIT_ERROR if outcome.errors else EXIT_OK
 
 
 def _vmids(args: argparse.Namespace) -> set[int] | None:
@@ -83,18 +102,18 @@ def _destroy(args: argparse.Namespace) -> int:
     targets = apply.managed_existing(api, loaded, _vmids(args))
     if not targets:
         print("Nothing to destroy: none of the spec's containers exists.")
-        return 0
+        return EXIT_OK
     names = ", ".join(f"{ct.vmid} {ct.hostname}" + (" (running)" if s.get("status") == "running" else "") for ct, s in targets)
     if not args.yes:
         if not sys.stdin.isatty():
             print(f"quantshift: refusing to destroy {names} without --yes (no terminal to ask on)", file=sys.stderr)
-            return 1
+            return EXIT_ERROR
         answer = input(f"Destroy {names}? This deletes their disks and snapshots. Type 'yes' to go on: ")
         if answer.strip() != "yes":
             print("Nothing destroyed.")
-            return 1
+            return EXIT_ERROR
     errors = apply.destroy(api, loaded, targets, apply.Reporter(sys.stderr))
-    return 1 if errors else 0
+    return EXIT_ERROR if errors else EXIT_OK
 
 
 def _snapshot(args: argparse.Namespace) -> int:
@@ -102,7 +121,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 
     loaded, api = _load(args)
     targets = apply.managed_existing(api, loaded, _vmids(args))
-    return 1 if apply.snapshot(api, loaded, targets, args.name, apply.Reporter(sys.stderr)) else 0
+    return EXIT_ERROR if apply.snapshot(api, loaded, targets, args.name, apply.Reporter(sys.stderr)) else EXIT_OK
 
 
 def _rollback(args: argparse.Namespace) -> int:
@@ -110,7 +129,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
     loaded, api = _load(args)
     targets = apply.managed_existing(api, loaded, _vmids(args))
-    return 1 if apply.rollback(api, loaded, targets, args.name, apply.Reporter(sys.stderr)) else 0
+    return EXIT_ERROR if apply.rollback(api, loaded, targets, args.name, apply.Reporter(sys.stderr)) else EXIT_OK
 
 
 def _inventory(args: argparse.Namespace) -> int:
@@ -124,7 +143,7 @@ def _inventory(args: argparse.Namespace) -> int:
         print(json.dumps(script, indent=2))
     else:
         print(yaml.safe_dump(inventory.as_yaml_inventory(script), sort_keys=False), end="")
-    return 0
+    return EXIT_OK
 
 
 def register(sub: Any) -> None:
@@ -141,7 +160,9 @@ def register(sub: Any) -> None:
     actions = prov.add_subparsers(dest="provision_command", metavar="ACTION", required=True)
 
     def spec_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--spec", required=True, metavar="FILE", help="the container spec (e.g. inventory/lab/containers.yml)")
+        p.add_argument(
+            "--spec", type=existing_file, required=True, metavar="FILE", help="the container spec (e.g. inventory/lab/containers.yml)"
+        )
 
     p = actions.add_parser("plan", help="show what apply would change (exit 0: nothing, 3: changes pending, 1: error)")
     spec_arg(p)
@@ -163,7 +184,7 @@ def register(sub: Any) -> None:
     p = actions.add_parser("destroy", help="stop and delete the spec's containers (asks first unless --yes)")
     spec_arg(p)
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--vmid", type=int, action="append", help="only this container (repeatable)")
+    p.add_argument("--vmid", type=int_from(100), action="append", help="only this container of the spec (repeatable)")
     p.set_defaults(func=_destroy)
 
     for name, func, text in (
@@ -172,8 +193,8 @@ def register(sub: Any) -> None:
     ):
         p = actions.add_parser(name, help=text)
         spec_arg(p)
-        p.add_argument("name", metavar="NAME", help="snapshot name (a letter, then letters, digits, _ or -)")
-        p.add_argument("--vmid", type=int, action="append", help="only this container (repeatable)")
+        p.add_argument("name", metavar="NAME", type=_snapshot_name, help="snapshot name (a letter, then letters, digits, _ or -)")
+        p.add_argument("--vmid", type=int_from(100), action="append", help="only this container of the spec (repeatable)")
         p.set_defaults(func=func)
 
     p = actions.add_parser("inventory", help="the Ansible inventory (groups primary, standby, paper, bots) read from the cluster")

@@ -123,9 +123,12 @@ def append(record: Record, path: Path | None = None) -> Record:
 
 def _append_file(record: Record, path: Path | None) -> None:
     target = path or default_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(asdict(record), sort_keys=True) + "\n"
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError as err:
+        raise AuditError(f"the audit log {target} cannot be written ({err.strerror}): nothing was recorded") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, line.encode())
@@ -147,8 +150,14 @@ def read(path: Path | None = None) -> list[Record]:
     target = path or default_path()
     if not target.exists():
         return []
+    try:
+        lines = target.read_text().splitlines()
+    except OSError as err:
+        raise AuditError(f"the audit log {target} cannot be read ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise AuditError(f"the audit log {target} is not a text file") from None
     out = []
-    for n, line in enumerate(target.read_text().splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -172,7 +181,10 @@ def render(records: list[Record]) -> str:
 
 def export(records: list[Record], path: Path) -> None:
     """Write `records` as JSON lines (0600), replacing the file."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as err:
+        raise AuditError(f"cannot write {path} ({err.strerror})") from None
     with os.fdopen(fd, "w") as fh:
         fh.writelines(json.dumps(asdict(r), sort_keys=True) + "\n" for r in records)
 
@@ -223,7 +235,10 @@ class DeployLock:
         self.environment, self.ttl = environment, ttl
 
     def acquire(self, owner: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise AuditError(f"cannot take the {self.environment} deploy lock in {self.path.parent} ({err.strerror})") from None
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -233,6 +248,8 @@ class DeployLock:
                     self.path.unlink(missing_ok=True)  # stale: its deploy died without releasing
                     continue
                 raise _busy(self.environment, held) from None
+            except OSError as err:
+                raise AuditError(f"cannot take the {self.environment} deploy lock {self.path} ({err.strerror})") from None
             with os.fdopen(fd, "w") as fh:
                 json.dump({"owner": owner, "since": time.time(), "pid": os.getpid()}, fh)
             return

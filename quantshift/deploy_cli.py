@@ -5,21 +5,78 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bot.errors import (
+    EXIT_ERROR,
+    EXIT_NO,
+    EXIT_OK,
+    EXIT_USAGE,
+    InputError,
+    UserError,
+    aware_time,
+    command_line,
+    epoch_or_time,
+    existing_file,
+    float_in,
+    fraction,
+    http_url,
+    int_from,
+    output_file,
+    state_file,
+    text,
+)
 
 if TYPE_CHECKING:
     from quantshift.gate import GateResult
 
 
-def _now(raw: str | None) -> dt.datetime:
-    if raw is None:
-        return dt.datetime.now(dt.UTC)
-    value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise SystemExit("quantshift deploy: --at needs a timezone, e.g. 2026-11-24T22:00:00+00:00")
+def _now(at: dt.datetime | None) -> dt.datetime:
+    return at if at is not None else dt.datetime.now(dt.UTC)
+
+
+def _release(raw: str) -> str:
+    """argparse type: a release id, or '-' for none (the audit records' placeholder)."""
+    from quantshift import manifest
+
+    if raw != "-" and not manifest.valid_release(raw):
+        raise argparse.ArgumentTypeError(manifest.release_problem(raw))
+    return raw
+
+
+def _minutes(raw: str) -> int:
+    """argparse type of the window's margins: whole minutes, 0 to a day."""
+    value = int_from(0)(raw)
+    if value > 24 * 60:
+        raise argparse.ArgumentTypeError(f"must be at most 1440 minutes (a day), got {raw}")
+    return value
+
+
+def _stage_seconds(raw: str) -> tuple[str, float]:
+    """argparse type of --duration: STAGE=SECONDS, a stage of the pipeline and a number of seconds >= 0."""
+    from quantshift.soak import STAGES
+
+    stage, _, seconds = raw.partition("=")
+    try:
+        value = float(seconds)
+    except ValueError:
+        value = math.nan
+    if stage not in STAGES or not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"takes STAGE=SECONDS with a stage of {', '.join(STAGES)} and seconds >= 0, got {raw!r}")
+    return stage, value
+
+
+def _json_object(raw: str) -> dict[str, Any]:
+    """argparse type of --extra: a JSON object."""
+    try:
+        value = json.loads(raw)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not JSON ({err}): {raw!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object {{...}}, got {raw!r}")
     return value
 
 
@@ -44,24 +101,14 @@ def _window(args: argparse.Namespace) -> int:
     )
     if not decision.allowed and args.override_reason:
         _override(args, args.release or "", "production", f"window ({decision.reason})")
-        return 0
-    return 0 if decision.allowed else 1
+        return EXIT_OK
+    return EXIT_OK if decision.allowed else EXIT_NO
 
 
 def _soak(args: argparse.Namespace) -> int:
     from quantshift import audit, soak
 
-    durations = {}
-    for item in args.duration or []:
-        stage, _, seconds = item.partition("=")
-        try:
-            durations[f"{args.risk}.{stage}"] = float(seconds)
-        except ValueError:
-            stage = ""
-        if stage not in soak.STAGES:
-            raise SystemExit(
-                f"quantshift deploy soak: --duration takes STAGE=SECONDS with a stage of {', '.join(soak.STAGES)}, got {item!r}"
-            )
+    durations = {f"{args.risk}.{stage}": seconds for stage, seconds in args.duration or []}
     if durations:
         print(f"soak durations shortened: {', '.join(f'{k} {v:g} s' for k, v in durations.items())}", file=sys.stderr)
     verdict = soak.check(audit.read(args.audit_log), args.release, args.risk, args.stage, _now(args.at).timestamp(), durations)
@@ -81,19 +128,21 @@ def _soak(args: argparse.Namespace) -> int:
         print(("promotion allowed: " if verdict.allowed else "promotion REFUSED: ") + verdict.reason)
     if not verdict.allowed and args.override_reason:
         _override(args, args.release, args.stage, f"soak ({verdict.reason})")
-        return 0
-    return 0 if verdict.allowed else 1
+        return EXIT_OK
+    return EXIT_OK if verdict.allowed else EXIT_NO
 
 
 def _record(args: argparse.Namespace) -> int:
     from quantshift import audit
 
-    extra: dict[str, Any] = json.loads(args.extra) if args.extra else {}
+    extra: dict[str, Any] = args.extra or {}
+    if args.kind == "override" and not (args.reason or "").strip():
+        raise InputError("deploy record --kind override needs --reason: why the rule was overridden")
     audit.append(
         audit.Record(args.kind, args.release, args.stage, args.outcome, host=args.host or "", reason=args.reason or "", extra=extra),
         args.audit_log,
     )
-    return 0
+    return EXIT_OK
 
 
 def _notify(args: argparse.Namespace) -> int:
@@ -105,11 +154,11 @@ def _notify(args: argparse.Namespace) -> int:
     hook = audit.notifications()
     if not hook:
         print("quantshift: no webhook: set QUANTSHIFT_WEBHOOK_URL (the playbooks take it from quantshift_bot_webhook)", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     record = audit.Record("deploy", "-", args.stage, "ok", reason=args.text)
     why = webhook.send(hook, asdict(record))
     print(f"{hook['format']} webhook: " + ("delivered" if not why else f"NOT delivered ({why})"))
-    return 0 if not why else 1
+    return EXIT_OK if not why else EXIT_ERROR
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -151,7 +200,10 @@ def _lock(args: argparse.Namespace) -> int:
                 audit.Record("override", "-", args.environment, "ok", reason=f"deploy lock released by force (held by {held})"),
                 args.audit_log,
             )
-        return 0 if lock.release(args.owner, force=args.force) else 1
+        if lock.release(args.owner, force=args.force):
+            return EXIT_OK
+        print(f"quantshift: the {args.environment} deploy lock is not held by {args.owner}: nothing released", file=sys.stderr)
+        return EXIT_ERROR
     print(json.dumps(lock.holder()))
     return 0
 
@@ -171,7 +223,7 @@ def _gate(args: argparse.Namespace) -> int:
 
 def _report_gate(args: argparse.Namespace, result: GateResult, stage: str) -> int:
     """Print a gate's result (table or --json), append it to the audit log when --release is given,
-    and return the exit code (0 passed, 1 failed). Shared by `gate` and `shadow-check`."""
+    and return the exit code (EXIT_OK passed, EXIT_NO failed). Shared by `gate` and `shadow-check`."""
     from quantshift import audit
 
     print(json.dumps(result.as_dict(), indent=2) if args.json else result.table())
@@ -188,7 +240,7 @@ def _report_gate(args: argparse.Namespace, result: GateResult, stage: str) -> in
             ),
             args.audit_log,
         )
-    return 0 if result.passed else 1
+    return EXIT_OK if result.passed else EXIT_NO
 
 
 def _shadow_check(args: argparse.Namespace) -> int:
@@ -199,19 +251,30 @@ def _shadow_check(args: argparse.Namespace) -> int:
 
 
 def _switchover(args: argparse.Namespace) -> int:
-    import shlex
+    import subprocess
 
     from quantshift import switchover
 
-    found = switchover.find(switchover.events(switchover.journal(shlex.split(args.ssh), args.bot, args.since)), args.release, args.since)
+    try:
+        lines = switchover.journal(args.ssh, args.bot, args.since)
+    except subprocess.CalledProcessError as err:
+        why = (err.stderr or "").strip().splitlines()
+        raise UserError(
+            f"reading the {args.bot} bot's journal failed (exit {err.returncode}): {why[-1] if why else 'no message'}"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise UserError(f"reading the {args.bot} bot's journal took more than 60 s: is the host reachable?") from None
+    except OSError as err:
+        raise UserError(f"cannot run {args.ssh[0]!r}: {err.strerror}") from None
+    found = switchover.find(switchover.events(lines), args.release, args.since)
     if found is None:
         print(f"no switchover to {args.release} found in the {args.bot} bot's journal since {args.since:.0f}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     doc = {"bot": args.bot, "from": found.old_release, "to": found.new_release, "gap_s": round(found.gap_s, 3)}
     print(
         json.dumps(doc) if args.json else f"{args.bot}: {found.old_release} -> {found.new_release}, trading gap {found.gap_s * 1000:.0f} ms"
     )
-    return 0
+    return EXIT_OK
 
 
 def _manifest(args: argparse.Namespace) -> int:
@@ -222,19 +285,19 @@ def _manifest(args: argparse.Namespace) -> int:
     if args.file is None:  # a release given on the command line: its id alone
         if args.release is None:
             print("quantshift deploy manifest: give a manifest file, or --release ID to check an id alone", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         if not manifest.valid_release(args.release):
             print(f"quantshift deploy manifest: {manifest.release_problem(args.release)}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         print(json.dumps({"release": args.release}))
-        return 0
+        return EXIT_OK
     try:
         found = manifest.load(args.file)
     except manifest.ManifestError as err:
         print(f"quantshift deploy manifest: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(json.dumps(asdict(found)))
-    return 0
+    return EXIT_OK
 
 
 def register(sub: Any) -> None:
@@ -255,36 +318,40 @@ def register(sub: Any) -> None:
     actions = dep.add_subparsers(dest="deploy_command", metavar="ACTION", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--audit-log", type=Path, default=None, help="audit log file (default $QUANTSHIFT_AUDIT_LOG)")
+        p.add_argument("--audit-log", type=state_file, default=None, help="audit log file (default $QUANTSHIFT_AUDIT_LOG)")
 
-    p = actions.add_parser("window", help="is now inside the production deployment window? (exit 1 when not)")
-    p.add_argument("--at", help="the time to judge (ISO 8601 with zone); default now")
+    p = actions.add_parser("window", help="is now inside the production deployment window? (exit 3 when not)")
+    p.add_argument("--at", type=aware_time, help="the time to judge (ISO 8601 with zone); default now")
     rules = WindowRules()
     p.add_argument("--market", choices=MARKETS, default=MARKETS[0])
     p.add_argument(
         "--after-close",
-        type=int,
+        type=_minutes,
         default=rules.after_close_minutes,
         help="minutes after the close before the window opens (default %(default)s)",
     )
     p.add_argument(
-        "--before-open", type=int, default=rules.before_open_minutes, help="minutes before the open when it shuts (default %(default)s)"
+        "--before-open",
+        type=_minutes,
+        default=rules.before_open_minutes,
+        help="minutes before the open when it shuts (default %(default)s)",
     )
     p.add_argument("--crypto-any-day", action="store_true", help="allow crypto deploys on weekdays too")
-    p.add_argument("--override-reason", help="deploy outside the window anyway; the reason goes to the audit log")
-    p.add_argument("--release", help="the release (for the audit record of an override)")
+    p.add_argument("--override-reason", type=text, help="deploy outside the window anyway; the reason goes to the audit log")
+    p.add_argument("--release", type=_release, help="the release (for the audit record of an override)")
     p.add_argument("--json", action="store_true")
     common(p)
     p.set_defaults(func=_window)
 
-    p = actions.add_parser("soak", help="has the release passed the stages its risk class needs, long enough? (exit 1 when not)")
-    p.add_argument("--release", required=True)
+    p = actions.add_parser("soak", help="has the release passed the stages its risk class needs, long enough? (exit 3 when not)")
+    p.add_argument("--release", type=_release, required=True)
     p.add_argument("--risk", choices=RISK_CLASSES, required=True)
     p.add_argument("--stage", choices=STAGES, required=True, help="the stage to promote to")
-    p.add_argument("--at", help="the time to judge (ISO 8601 with zone); default now")
-    p.add_argument("--override-reason", help="promote anyway; the reason goes to the audit log")
+    p.add_argument("--at", type=aware_time, help="the time to judge (ISO 8601 with zone); default now")
+    p.add_argument("--override-reason", type=text, help="promote anyway; the reason goes to the audit log")
     p.add_argument(
         "--duration",
+        type=_stage_seconds,
         action="append",
         metavar="STAGE=SECONDS",
         help="minimum soak in STAGE for this risk class (repeatable; default the policy's days)",
@@ -293,65 +360,72 @@ def register(sub: Any) -> None:
     common(p)
     p.set_defaults(func=_soak)
 
-    p = actions.add_parser("gate", help="a bot's health and metrics against the thresholds (exit 1 and a table when it fails)")
-    p.add_argument("--url", required=True, help="the candidate bot's health base URL (http://HOST:PORT)")
-    p.add_argument("--production-url", help="production's bot, for the win-rate comparison")
-    p.add_argument("--restarts", type=int, help="systemd NRestarts of the candidate's unit (must be 0)")
-    p.add_argument("--observe", type=float, default=0.0, help="watch for this many seconds; any failing look fails the gate at once")
+    p = actions.add_parser("gate", help="a bot's health and metrics against the thresholds (exit 3 and a table when it fails)")
+    p.add_argument("--url", type=http_url, required=True, help="the candidate bot's health base URL (http://HOST:PORT)")
+    p.add_argument("--production-url", type=http_url, help="production's bot, for the win-rate comparison")
+    p.add_argument("--restarts", type=int_from(0), help="systemd NRestarts of the candidate's unit (must be 0)")
+    p.add_argument(
+        "--observe", type=float_in(0.0), default=0.0, help="watch for this many seconds; any failing look fails the gate at once"
+    )
     from quantshift.gate import GateThresholds
 
     t = GateThresholds()
-    p.add_argument("--max-error-rate", type=float, default=t.max_error_rate, help="default %(default)s")
+    p.add_argument("--max-error-rate", type=fraction, default=t.max_error_rate, help="0..1 (default %(default)s)")
     p.add_argument(
-        "--max-win-rate-drop", type=float, default=t.max_win_rate_drop, help="below production's win rate, absolute (default %(default)s)"
+        "--max-win-rate-drop",
+        type=fraction,
+        default=t.max_win_rate_drop,
+        help="below production's win rate, absolute, 0..1 (default %(default)s)",
     )
-    p.add_argument("--max-drawdown", type=float, default=t.max_drawdown, help="default %(default)s")
+    p.add_argument("--max-drawdown", type=fraction, default=t.max_drawdown, help="0..1 (default %(default)s)")
     p.add_argument(
-        "--min-trades", type=int, default=t.min_trades, help="compare win rates only past this many trades (default %(default)s)"
+        "--min-trades", type=int_from(0), default=t.min_trades, help="compare win rates only past this many trades (default %(default)s)"
     )
-    p.add_argument("--release", help="record the result in the audit log for this release")
-    p.add_argument("--stage", help="stage for the audit record")
+    p.add_argument("--release", type=_release, help="record the result in the audit log for this release")
+    p.add_argument("--stage", choices=STAGES, help="stage for the audit record")
     p.add_argument("--host", help="host for the audit record")
     p.add_argument("--json", action="store_true")
     common(p)
     p.set_defaults(func=_gate)
 
     p = actions.add_parser(
-        "shadow-check", help="the shadow sees the primary's market data, records would-be trades and sends no order (exit 1 when not)"
+        "shadow-check", help="the shadow sees the primary's market data, records would-be trades and sends no order (exit 3 when not)"
     )
     common(p)
-    p.add_argument("--shadow-url", required=True, help="the shadow bot's health base URL")
-    p.add_argument("--primary-url", required=True, help="the primary bot's health base URL (same account)")
-    p.add_argument("--min-would-be", type=int, default=1, help="would-be orders the shadow must record (default %(default)s)")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for all checks to hold (default %(default)s)")
-    p.add_argument("--release", help="record the result in the audit log for this release")
+    p.add_argument("--shadow-url", type=http_url, required=True, help="the shadow bot's health base URL")
+    p.add_argument("--primary-url", type=http_url, required=True, help="the primary bot's health base URL (same account)")
+    p.add_argument("--min-would-be", type=int_from(0), default=1, help="would-be orders the shadow must record (default %(default)s)")
+    p.add_argument(
+        "--timeout", type=float_in(above=0.0), default=120.0, help="seconds to wait for all checks to hold (default %(default)s)"
+    )
+    p.add_argument("--release", type=_release, help="record the result in the audit log for this release")
     p.add_argument("--host", help="host for the audit record")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_shadow_check)
 
     p = actions.add_parser("switchover", help="the trading gap of a switchover, from the bot's journal (last decision -> first decision)")
-    p.add_argument("--ssh", required=True, help="how to reach the host, e.g. 'ssh -i KEY root@10.231.7.10'")
-    p.add_argument("--bot", required=True, help="bot name (unit quantshift-NAME@*)")
-    p.add_argument("--release", required=True, help="the release switched to")
-    p.add_argument("--since", type=float, required=True, help="unix time before the deploy")
+    p.add_argument("--ssh", type=command_line, required=True, help="how to reach the host, e.g. 'ssh -i KEY root@10.231.7.10'")
+    p.add_argument("--bot", type=text, required=True, help="bot name (unit quantshift-NAME@*)")
+    p.add_argument("--release", type=_release, required=True, help="the release switched to")
+    p.add_argument("--since", type=epoch_or_time, required=True, help="unix time (or ISO 8601 with zone) before the deploy")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_switchover)
 
     p = actions.add_parser(
         "manifest", help="check a release manifest (release id, risk class), or a release id alone, and print it as JSON (exit 2 when bad)"
     )
-    p.add_argument("file", type=Path, nargs="?", help="the manifest; without it, --release is checked")
+    p.add_argument("file", type=existing_file, nargs="?", help="the manifest; without it, --release is checked")
     p.add_argument("--release", help="a release id to check (when there is no manifest)")
     p.set_defaults(func=_manifest)
 
     p = actions.add_parser("record", help="append one record to the audit log")
     p.add_argument("--kind", choices=KINDS, required=True)
-    p.add_argument("--release", required=True)
-    p.add_argument("--stage", required=True)
+    p.add_argument("--release", type=_release, required=True, help="the release, or - for none")
+    p.add_argument("--stage", choices=STAGES, required=True)
     p.add_argument("--outcome", choices=OUTCOMES, required=True)
     p.add_argument("--host")
     p.add_argument("--reason")
-    p.add_argument("--extra", help="a JSON object of further facts (gate values...)")
+    p.add_argument("--extra", type=_json_object, help="a JSON object of further facts (gate values...)")
     common(p)
     p.set_defaults(func=_record)
 
@@ -361,22 +435,35 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_notify)
 
     p = actions.add_parser("history", help="show the audit log")
-    p.add_argument("--release")
-    p.add_argument("--stage")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--export", type=Path, help="also write every matching record to this file (JSON lines, 0600)")
+    p.add_argument("--release", type=_release)
+    p.add_argument("--stage", choices=STAGES)
+    p.add_argument("--limit", type=int_from(1), default=50, help="show the last this many (default %(default)s)")
+    p.add_argument("--export", type=output_file, help="also write every matching record to this file (JSON lines, 0600)")
     p.add_argument("--json", action="store_true")
     common(p)
     p.set_defaults(func=_history)
 
     p = actions.add_parser("lock", help="take or give back the per-environment deploy lock")
     p.add_argument("lock_action", choices=("acquire", "release", "show"))
-    p.add_argument("--environment", required=True, help="paper, shadow, canary or production")
-    p.add_argument("--owner", default=f"deploy-{int(time.time())}", help="who holds it (the playbook run)")
+    p.add_argument("--environment", choices=STAGES, required=True, help="paper, shadow, canary or production")
+    p.add_argument("--owner", type=text, default=f"deploy-{int(time.time())}", help="who holds it (the playbook run)")
     p.add_argument(
-        "--ttl", type=float, default=LOCK_TTL_S, help="seconds after which an abandoned lock counts as stale (default %(default)s)"
+        "--ttl",
+        type=float_in(above=0.0),
+        default=LOCK_TTL_S,
+        help="seconds after which an abandoned lock counts as stale (default %(default)s)",
     )
     p.add_argument("--force", action="store_true", help="release a lock another run holds (its deploy died); audited")
-    p.add_argument("--release", help="acquire: the release this deploy ships (recorded as a deploy that started)")
+    p.add_argument("--release", type=_release, help="acquire: the release this deploy ships (recorded as a deploy that started)")
     common(p)
     p.set_defaults(func=_lock)
+
+    def timeline_page(args: argparse.Namespace) -> int:
+        from quantshift import timeline
+
+        return timeline.command(args.audit_log, args.out)
+
+    p = actions.add_parser("timeline", help="an HTML page of each release's stages, gates, overrides and rollbacks, from an audit log file")
+    p.add_argument("--audit-log", type=existing_file, required=True, help="the audit log file, or `deploy history --export FILE`")
+    p.add_argument("--out", type=output_file, required=True, help="write the self-contained HTML page here")
+    p.set_defaults(func=timeline_page)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.errors import UserError
+from bot.errors import InputError, UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INVENTORY = ROOT / "inventory" / "lab" / "hosts.py"
@@ -48,14 +48,14 @@ def hosts(inventory: str | Path | None = None) -> list[Host]:
     """The bot hosts of an inventory (any Ansible inventory: the lab's script, a YAML file, a directory)."""
     source = str(inventory or os.environ.get("ANSIBLE_INVENTORY") or DEFAULT_INVENTORY)
     if not Path(source).exists():
-        raise UserError(f"inventory {source} does not exist")
+        raise InputError(f"inventory {source} does not exist")
     tool = shutil.which("ansible-inventory", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     if tool is None:
         raise UserError("ansible-inventory is not installed: run `make setup`")
     done = subprocess.run([tool, "-i", source, "--list"], capture_output=True, text=True, check=False, timeout=120, cwd=ROOT)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"inventory {source} could not be read: {last}")
+        raise InputError(f"inventory {source} could not be read: {last}")
     try:
         hostvars: dict[str, dict[str, Any]] = json.loads(done.stdout).get("_meta", {}).get("hostvars", {})
     except ValueError:

@@ -7,12 +7,40 @@ the automatic rollback triggers. A failed gate prints a table of each check and 
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from bot import monitor
+
+PROGRESS_EVERY_S = 5.0  # a waiting command says how it goes at most this often
+
+
+def to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class Progress:
+    """A long wait's progress on stderr: one line at the start (what it waits for, and the bound), then at
+    most one line every PROGRESS_EVERY_S seconds (elapsed, left, the latest look). Plain lines whether or
+    not stderr is a terminal: Ansible captures them, and a log reads them the same way."""
+
+    def __init__(self, what: str, bound_s: float, clock: Callable[[], float], write: Callable[[str], None] = to_stderr) -> None:
+        self.what, self.bound_s, self.clock, self.write = what, bound_s, clock, write
+        self.start = clock()
+        self.next = self.start + PROGRESS_EVERY_S
+        write(f"{what}: up to {bound_s:g} s")
+
+    def look(self, latest: str) -> None:
+        """Report the latest look, unless the last line is less than PROGRESS_EVERY_S old."""
+        now = self.clock()
+        if now < self.next:
+            return
+        elapsed = now - self.start
+        self.write(f"  {elapsed:.0f} s of {self.bound_s:g} s, {max(0.0, self.bound_s - elapsed):.0f} s left: {latest}")
+        self.next = now + PROGRESS_EVERY_S
 
 
 @dataclass(frozen=True)
@@ -93,14 +121,19 @@ def run(
     poll_s: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    write: Callable[[str], None] = to_stderr,
 ) -> GateResult:
     """Judge once, or watch for `observe_s` seconds: the first failing look fails the gate at once
-    (the rollback starts without waiting out the window); passing needs every look to pass."""
+    (the rollback starts without waiting out the window); passing needs every look to pass. A watch
+    says how it goes through `write` (stderr): see Progress."""
     deadline = clock() + observe_s
+    progress = Progress(f"gate: watching {url} (every look must pass)", observe_s, clock, write) if observe_s > 0 else None
     while True:
         candidate = monitor.check(url, monitor.AlertThresholds())
         production = monitor.check(production_url, monitor.AlertThresholds()) if production_url else None
         result = evaluate(candidate, production, t, restarts)
         if not result.passed or clock() >= deadline:
             return result
+        if progress is not None:
+            progress.look("every check passes (" + ", ".join(f"{c.name} {c.value}" for c in result.checks) + ")")
         sleep(min(poll_s, max(0.0, deadline - clock())))

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.errors import InputError
+
 # The release id's one definition on the controller; the bot role checks hosts' input against the same
 # pattern (roles/quantshift_bot/vars/main.yml: quantshift_bot_release_pattern, pinned equal by a test).
 RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -19,8 +21,8 @@ RISK_CLASSES = ("low", "medium", "high")
 KEYS = {"release", "risk_class", "description", "revision"}
 
 
-class ManifestError(ValueError):
-    pass
+class ManifestError(InputError):
+    """The manifest cannot be read or is not a valid one; the message names every problem on one line."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,14 @@ def load(path: Path) -> Manifest:
 
     try:
         doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ManifestError(f"{path}: {err}") from err
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not a text file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ManifestError(f"{where}: not valid YAML: {getattr(err, 'problem', None) or err}") from None
     if not isinstance(doc, dict):
         raise ManifestError(f"{path}: a release manifest is a mapping with release and risk_class")
     problems = []

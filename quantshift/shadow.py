@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import monitor
-from quantshift.gate import Check, GateResult
+from quantshift.gate import Check, GateResult, Progress, to_stderr
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,17 @@ def check(
     fetch: Callable[[str], dict[str, Any]] = _health,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    write: Callable[[str], None] = to_stderr,
 ) -> GateResult:
+    """Poll both bots until every check holds, an order is sent, or `expect.timeout_s` is up; progress
+    goes to `write` (stderr)."""
     deadline = clock() + expect.timeout_s
+    progress = Progress(
+        f"shadow-check: waiting for the shadow at {shadow_url} to see the bars of {primary_url} and record would-be orders",
+        expect.timeout_s,
+        clock,
+        write,
+    )
     matched: set[str] = set()
     while True:
         shadow, primary = fetch(shadow_url), fetch(primary_url)
@@ -69,4 +78,5 @@ def check(
         # An order sent is final: fail at once. Otherwise wait for the data and the would-be trades.
         if result.passed or shadow.get("orders_sent", 0) or clock() >= deadline:
             return result
+        progress.look("waiting on " + "; ".join(f"{c.name} {c.value}" for c in checks if not c.ok))
         sleep(expect.poll_s)

@@ -10,24 +10,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bot.errors import EXIT_ERROR, EXIT_OK, float_in, redis_url, text
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
-    return value
+_positive = float_in(above=0)
 
 
 def _status(args: argparse.Namespace) -> int:
     from quantshift import audit, fleet
 
     hosts = fleet.hosts(args.inventory)
-    redis_url = args.redis_url or audit.redis_url()
+    url = args.redis_url or audit.redis_url()
     while True:
-        doc = fleet.status(hosts, redis_url, timeout=args.timeout)
+        doc = fleet.status(hosts, url, timeout=args.timeout)
         answered = all(h.get("ok") for h in doc["hosts"].values())
         if args.json:
             print(json.dumps(doc, default=str))
@@ -39,7 +33,7 @@ def _status(args: argparse.Namespace) -> int:
             print(fleet.render(doc, hosts))
         sys.stdout.flush()
         if not args.watch:
-            return 0 if answered else 1
+            return EXIT_OK if answered else EXIT_ERROR  # a host that did not answer: its state is unknown
         time.sleep(args.interval)
 
 
@@ -50,13 +44,13 @@ def _targets(args: argparse.Namespace) -> int:
     for path in fleet.write_targets(hosts, Path(args.out)):
         print(path)
     print(f"{sum(len(h.bots) for h in hosts)} bot(s) on {len(hosts)} host(s)", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("status", help="every bot on every host: slot, release, mode, status, leases, guard, soak")
-    p.add_argument("-i", "--inventory", help="an Ansible inventory (default: the lab's, inventory/lab/hosts.py)")
-    p.add_argument("--redis-url", help="the bots' Redis, for the lease holders (default: QUANTSHIFT_AUDIT_REDIS_URL)")
+    p.add_argument("-i", "--inventory", type=text, help="an Ansible inventory (default: the lab's, inventory/lab/hosts.py)")
+    p.add_argument("--redis-url", type=redis_url, help="the bots' Redis, for the lease holders (default: QUANTSHIFT_AUDIT_REDIS_URL)")
     p.add_argument("--json", action="store_true", help="one JSON document (per refresh with --watch)")
     p.add_argument("--watch", action="store_true", help="refresh until interrupted")
     p.add_argument("--interval", type=_positive, default=2.0, help="seconds between refreshes with --watch (default %(default)s)")
@@ -66,6 +60,6 @@ def register(sub: Any) -> None:
     monitor = sub.add_parser("monitor", help="Prometheus: scrape targets from the inventory")
     actions = monitor.add_subparsers(dest="monitor_command", metavar="ACTION", required=True)
     t = actions.add_parser("targets", help="write file-based service discovery (quantshift.json, quantshift_guard.json)")
-    t.add_argument("-i", "--inventory", help="an Ansible inventory (default: the lab's)")
-    t.add_argument("--out", required=True, help="the directory Prometheus' file_sd_configs read")
+    t.add_argument("-i", "--inventory", type=text, help="an Ansible inventory (default: the lab's)")
+    t.add_argument("--out", type=text, required=True, help="the directory Prometheus' file_sd_configs read")
     t.set_defaults(func=_targets)

@@ -9,6 +9,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.errors import InputError
+
 NEW_YORK = ZoneInfo("America/New_York")
 
 
@@ -21,6 +23,10 @@ class WindowRules:
     before_open_minutes: int = 60  # the new release must be running and checked well before the open
     no_friday: bool = True
     crypto_weekends_only: bool = True  # crypto trades around the clock: deploy when it is quietest
+
+
+class WindowError(InputError):
+    """The time or market given cannot be judged (no zone, beyond the exchange calendar...)."""
 
 
 @dataclass(frozen=True)
@@ -39,8 +45,22 @@ def _calendar() -> Any:
 
 def _utc(t: dt.datetime) -> dt.datetime:
     if t.tzinfo is None:
-        raise ValueError("give 'now' with a timezone (e.g. 2026-11-24T22:00:00+00:00)")
-    return t.astimezone(dt.UTC)
+        raise WindowError("give 'now' with a timezone (e.g. 2026-11-24T22:00:00+00:00)")
+    try:
+        t.astimezone(NEW_YORK)  # the rules read New York's clock
+        return t.astimezone(dt.UTC)
+    except OverflowError:
+        raise WindowError(f"{t.isoformat()} is out of range for a deployment window") from None
+
+
+def _within_calendar(now: dt.datetime) -> None:
+    """The exchange calendar knows the past sessions since 2006 and the next year's; the next open must be in it."""
+    cal = _calendar()
+    first, last = cal.first_minute.to_pydatetime(), cal.session_open(cal.last_session).to_pydatetime()
+    if not first <= now < last:
+        raise WindowError(
+            f"{now:%Y-%m-%d %H:%M} UTC is outside the exchange calendar ({first:%Y-%m-%d} to {last:%Y-%m-%d %H:%M} UTC): give a time within it"
+        )
 
 
 def check(now: dt.datetime, market: str = "equity", rules: WindowRules | None = None) -> Decision:
@@ -49,6 +69,8 @@ def check(now: dt.datetime, market: str = "equity", rules: WindowRules | None = 
     now = _utc(now)
     local = now.astimezone(NEW_YORK)
     day = local.strftime("%A")
+    if market == "equity":
+        _within_calendar(now)
     if r.no_friday and local.weekday() == 4:
         return Decision(False, f"{local:%Y-%m-%d %H:%M} New York is a Friday: no production deploys on Fridays")
     if market == "crypto":
@@ -56,7 +78,7 @@ def check(now: dt.datetime, market: str = "equity", rules: WindowRules | None = 
             return Decision(False, f"{local:%Y-%m-%d %H:%M} New York is a {day}: crypto bots deploy on weekends only")
         return Decision(True, f"{local:%Y-%m-%d %H:%M} New York, {day}: inside the crypto weekend window")
     if market != "equity":
-        raise ValueError(f"market must be equity or crypto, got {market!r}")
+        raise WindowError(f"market must be equity or crypto, got {market!r}")
     import pandas as pd
 
     cal = _calendar()

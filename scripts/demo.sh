@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The main job: the whole pipeline on the lab, on real LXC containers, from a fresh machine.
-#   lab up -> provision 100-102 -> release A bootstraps production -> release B goes
-#   paper -> shadow -> canary -> production (warm handover) -> a deliberately bad release C is
-#   forced to production, the handover's crash check / the gate catch it and roll back to B -> release D
-#   passes its gate and goes bad afterwards: the release guard on the host rolls back to B by itself,
-#   and the lab's webhook receiver shows every notification.
-# Demo shortcuts, said out loud: "now" for the window check is the next weekday evening inside the
-# window; soak minimums are seconds instead of days; C skips the soak by an audited override.
+# The main job: the whole pipeline on the lab, on real LXC containers, from a fresh machine, with
+# both bots (equity on the Alpaca lab, crypto on the Coinbase lab) on each container.
+#   lab up (with Prometheus and Alertmanager) -> provision 100-102 -> release A bootstraps production
+#   -> release B goes paper -> shadow -> canary -> production (warm handover) -> a deliberately bad
+#   release C is forced to production, the handover's crash check / the gate catch it and roll back to
+#   B -> release D passes its gate and goes bad afterwards: the release guard on the host rolls back to
+#   B by itself, an alert fires and resolves, and the lab's webhook receiver shows every notification.
+# Demo shortcuts, said out loud: "now" for the window check is the next weekend day inside both bots'
+# windows; soak minimums are seconds instead of days; C skips the soak by an audited override.
 # `quantshift lab down` removes it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,28 +96,29 @@ done
 quantshift guard status --ssh "$ssh_primary"
 [[ $guarded == yes ]] || { echo "the guard did NOT roll $d back within 120 s" >&2; exit 1; }
 echo "what the environment's webhook received (the lab's receiver, Slack format):"
-quantshift lab webhooks | tail -8
+quantshift lab webhooks | grep -v alertmanager | tail -8
+
+# Alertmanager's messages to the lab's receiver: has ALERT gone STATUS (firing | resolved)?
+alert_seen() {
+  quantshift lab webhooks --json | python -c '
+import json, sys
+alert, status = sys.argv[1], sys.argv[2]
+got = [a for m in json.load(sys.stdin) if m["channel"].startswith("alertmanager") for a in m["body"]["alerts"]]
+sys.exit(0 if any(a["labels"]["alertname"] == alert and a["status"] == status for a in got) else 1)' "$1" "$2"
+}
+step "Monitoring: the lab's Prometheus scraped $d's broker errors at the stable address; Alertmanager pages"
+for _ in $(seq 60); do alert_seen QuantShiftBrokerErrorRatioHigh firing && break; sleep 1; done
+alert_seen QuantShiftBrokerErrorRatioHigh firing || { echo "QuantShiftBrokerErrorRatioHigh did NOT fire for $d" >&2; exit 1; }
+quantshift lab webhooks | grep alertmanager | tail -4
 
 step "Summary"
+quantshift status
 quantshift deploy history --limit 40
 env_json=$(quantshift lab env --json)
-AUDIT_LOG=$audit_log QS_ENV="$env_json" python - "$out" "$primary" "$standby" "$paper" <<'PY'
-import json, os, subprocess, sys, urllib.request
+AUDIT_LOG=$audit_log QS_ENV="$env_json" python - "$out" <<'PY'
+import json, os, subprocess, sys
 out = sys.argv[1]
 env = json.loads(os.environ["QS_ENV"])
-print("\nwhat runs where:")
-for name, ip in (("primary 100", sys.argv[2]), ("standby 101", sys.argv[3]), ("paper 102", sys.argv[4])):
-    answered = False
-    for port in (9108, 9208):
-        try:
-            with urllib.request.urlopen(f"http://{ip}:{port}/healthz", timeout=2) as r:
-                h = json.load(r)
-            print(f"  {name:<12} equity  release {h['release']:<28} mode {h['mode']:<7} status {h['status']}")
-            answered = True
-        except OSError:
-            pass
-    if not answered:
-        print(f"  {name:<12} idle (the canary ended when its release reached production)")
 report = f"{out}/shadow-vs-production.html"
 subprocess.run(["quantshift", "compare", "--redis-url", env["redis_url"], "--account", "lab-live-equity", "--html", report],
                capture_output=True, check=False)
@@ -124,6 +126,13 @@ print(f"\naudit log: {os.environ['AUDIT_LOG']} (quantshift deploy history)")
 print(f"shadow vs production report: {report}")
 print(f"bad release log: {out}/bad-release.log; switchover: {open(out + '/switchover.txt').read().strip()}")
 PY
+step "The alert resolves once the rollback's clean looks fill its 30 s look-back"
+for _ in $(seq 90); do alert_seen QuantShiftBrokerErrorRatioHigh resolved && break; sleep 1; done
+alert_seen QuantShiftBrokerErrorRatioHigh resolved || { echo "QuantShiftBrokerErrorRatioHigh did NOT resolve after the rollback" >&2; exit 1; }
+quantshift lab webhooks | grep alertmanager | tail -4
+quantshift deploy history --export "$out/audit.jsonl" >/dev/null
+quantshift deploy timeline --audit-log "$out/audit.jsonl" --out "$out/timeline.html" && echo "deploy timeline: $out/timeline.html"
+
 step "Secret scan: this run's output, the playbook logs, the audit log and every container's journal"
 for ip in "$primary" "$standby" "$paper"; do $(ssh_to "$ip") journalctl --no-pager -o cat > "$out/journal-$ip.log"; done
 quantshift lab scan-secrets "$out" "$audit_log"

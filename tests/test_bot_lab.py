@@ -281,8 +281,8 @@ def test_health_monitor_cli_reports_alerts(trade_lab: dict[str, Any], redis_url:
 
         ok = health()
         assert ok.returncode == 0 and json.loads(ok.stdout)["alerts"] == []
-        strict = health("--max-drawdown", "-1")  # any drawdown at all is too much: an alert, exit 1
-        assert strict.returncode == 1 and "drawdown" in json.loads(strict.stdout)["alerts"][0]
+        strict = health("--max-drawdown", "-1")  # any drawdown at all is too much: an alert, exit 3 (the answer is no)
+        assert strict.returncode == 3 and "drawdown" in json.loads(strict.stdout)["alerts"][0]
         # The bot exports exactly the catalogue monitoring/ is written against, in Prometheus' own types.
         families = {f.name: f for f in text_string_to_metric_families(bot.metrics())}
         exported = {f.name + ("_total" if f.type == "counter" else ""): f.type for f in families.values()}
@@ -295,7 +295,7 @@ def test_health_monitor_cli_reports_alerts(trade_lab: dict[str, Any], redis_url:
     down = subprocess.run(
         [sys.executable, "-m", "quantshift", "bot", "health", "--url", bot.url], capture_output=True, text=True, timeout=30, check=False
     )
-    assert down.returncode == 1 and "unreachable" in down.stdout
+    assert down.returncode == 3 and "unreachable" in down.stdout  # a bot that does not answer is an alert
 
 
 def test_lab_alpaca_bracket_orders_and_limits_through_the_sdk(trade_lab: dict[str, Any]) -> None:
@@ -371,11 +371,11 @@ def test_deploy_gate_passes_a_healthy_bot_and_fails_with_a_table(trade_lab: dict
         ok = gate("--restarts", "0", "--release", "r1", "--stage", "paper")
         assert ok.returncode == 0 and "gate PASSED" in ok.stdout
         restarting = gate("--restarts", "2")
-        assert restarting.returncode == 1 and "not restarting" in restarting.stdout and "FAILED" in restarting.stdout
+        assert restarting.returncode == 3 and "not restarting" in restarting.stdout and "FAILED" in restarting.stdout
         lab_post(trade_lab["alpaca_url"], "/lab/faults", trade_lab["exchange_admin_token"], error_rate=1.0, status=503)
         bot.wait_for(lambda: bot.health()["status"] == "degraded", what="degraded")
         failed = gate("--release", "r1", "--stage", "paper")
-        assert failed.returncode == 1
+        assert failed.returncode == 3
         table = failed.stdout
         assert "service healthy" in table and "error rate" in table and "gate FAILED" in table
         lab_post(trade_lab["alpaca_url"], "/lab/faults", trade_lab["exchange_admin_token"])

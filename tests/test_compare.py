@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from bot import compare, report
+from bot.errors import EXIT_INCONCLUSIVE, EXIT_NO
 from bot.models import Trade
 from bot.state import State
 
@@ -144,10 +145,10 @@ def test_cli_with_files_exit_codes_json_and_html(tmp_path: Path) -> None:
     ok = cli(BASE, "--json", "--html", str(tmp_path / "r.html"))
     assert ok.returncode == 0 and json.loads(ok.stdout)["verdict"]["result"] == "pass"
     assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
-    assert cli(trades(80, -0.012, 0.01, seed=3)).returncode == 1
-    assert cli(trades(5, 0.0, 0.01, seed=5)).returncode == 4
+    assert cli(trades(80, -0.012, 0.01, seed=3)).returncode == EXIT_NO  # the check said no
+    assert cli(trades(5, 0.0, 0.01, seed=5)).returncode == EXIT_INCONCLUSIVE
     shortfall = [t | {"ret": t["ret"] - 0.0015} for t in BASE]
-    assert cli(shortfall).returncode == 3 and cli(shortfall, "--allow-marginal").returncode == 0
+    assert cli(shortfall).returncode == EXIT_NO and cli(shortfall, "--allow-marginal").returncode == 0
 
 
 def test_cli_reads_both_journals_from_redis(redis_url: str) -> None:
@@ -166,3 +167,53 @@ def test_cli_reads_both_journals_from_redis(redis_url: str) -> None:
     doc = json.loads(proc.stdout)
     assert doc["shadow"]["trades"] == 40 and doc["production"]["trades"] == 40
     assert doc["verdict"]["result"] in ("pass", "marginal") and proc.returncode in (0, 3)
+
+
+def decisions(first: float, n: int, every: float = 900.0, jitter: float = 0.0) -> list[dict[str, Any]]:
+    """Orders of a strategy deciding on bars `every` seconds apart: buy, then sell on the next bar."""
+    return [{"symbol": ("AAPL", "MSFT")[i // 2 % 2], "side": ("buy", "sell")[i % 2], "time": first + i * every + jitter} for i in range(n)]
+
+
+def test_identical_order_streams_agree_fully() -> None:
+    orders = decisions(T0, 40)
+    assert compare.agreement(orders, list(orders), 60.0) == 1.0
+    assert compare.compare(BASE, BASE, shadow_orders=orders, production_orders=orders).agreement == 1.0
+    # the same decisions, recorded 3 s later by the shadow: the first shadow order starts the overlap, and
+    # production's order of that decision, 3 s before it, still matches
+    late = decisions(T0, 40, jitter=3.0)
+    assert compare.agreement(late, orders, 60.0) == 1.0
+
+
+def test_production_orders_from_before_the_shadow_started_are_ignored() -> None:
+    production = decisions(T0 - 3 * 86400, 500)  # production has traded for days
+    shadow = [o | {"time": o["time"] + 2.0} for o in production if o["time"] >= T0]  # the shadow starts at T0
+    shadow_trades = [t for t in BASE if t["opened_at"] >= T0]
+    result = compare.compare(shadow_trades, BASE, shadow_orders=shadow, production_orders=production)
+    assert result.agreement == 1.0
+    assert result.overlap is not None and result.overlap.start >= T0
+    everything = compare.Period(-math.inf, math.inf)  # what was measured before: every production order
+    assert compare.agreement(shadow, production, 60.0, everything) == pytest.approx(len(shadow) / len(production))
+    # an order production placed while both ran, which the shadow did not, still counts against it
+    extra = [*production, {"symbol": "NVDA", "side": "buy", "time": T0 + 1000.0}]
+    counted = sum(1 for o in production if T0 <= o["time"] <= result.overlap.end) + 1
+    assert compare.compare(shadow_trades, BASE, shadow_orders=shadow, production_orders=extra).agreement == pytest.approx(
+        (counted - 1) / counted
+    )
+
+
+def test_production_orders_after_the_shadow_stopped_are_ignored() -> None:
+    production = decisions(T0, 200)
+    shadow = production[:50]  # the shadow ran for the first 50 decisions only
+    assert compare.agreement(shadow, production, 60.0) == 1.0
+    assert compare.agreement(shadow[:-10], production, 60.0) == 1.0
+
+
+def test_no_overlap_means_no_agreement_figure_not_zero() -> None:
+    production = decisions(T0, 40)
+    shadow = decisions(T0 + 10 * 86400, 40)  # ran later, never beside production
+    assert compare.agreement(shadow, production, 60.0) is None
+    later_trades = [t | {"opened_at": t["opened_at"] + 20 * 86400, "closed_at": t["closed_at"] + 20 * 86400} for t in BASE]
+    result = compare.compare(later_trades, BASE[:10], shadow_orders=decisions(T0 + 20 * 86400, 40), production_orders=production)
+    assert result.agreement is None and result.overlap is None
+    assert "signal agreement" not in compare.render_table(result)
+    assert compare.agreement([], [], 60.0) is None

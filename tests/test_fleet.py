@@ -59,7 +59,7 @@ def test_targets_name_each_bot_at_its_hosts_stable_address(tmp_path: Path) -> No
     guards = json.loads((tmp_path / "sd" / "quantshift_guard.json").read_text())
     assert sorted(t["targets"][0] for t in guards) == ["10.0.0.5:9464", "10.0.0.6:9500"]
     missing = quantshift("monitor", "targets", "-i", str(tmp_path / "nope.yml"), "--out", str(tmp_path / "sd"))
-    assert missing.returncode == 1 and missing.stderr.strip().count("\n") == 0 and "does not exist" in missing.stderr
+    assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0 and "does not exist" in missing.stderr
 
 
 @pytest.fixture

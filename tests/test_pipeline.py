@@ -45,6 +45,25 @@ def test_provision_then_deploy_paper_and_gate(lxc_lab: dict[str, Any], tmp_path:
         destroy_all(env)
 
 
+def wait_for_alert(lab: Any, alertname: str, status: str, timeout: float) -> list[str]:
+    """The states Alertmanager sent to the lab's receiver for `alertname` on the primary, in order, once
+    `status` arrives (or the timeout passes)."""
+    from lab import services
+
+    deadline = time.monotonic() + timeout
+    while True:
+        states = [
+            a["status"]
+            for m in services.webhooks(lab)
+            if m["channel"].startswith("alertmanager")
+            for a in m["body"]["alerts"]
+            if a["labels"]["alertname"] == alertname and a["labels"].get("stage") == "production"
+        ]
+        if status in states or time.monotonic() > deadline:
+            return states
+        time.sleep(1)
+
+
 @pytest.mark.lxc
 def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any], tmp_path: Path) -> None:
     """paper -> shadow -> canary -> production with a warm handover; then a bad release forced to
@@ -184,6 +203,10 @@ def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any
         for expected in ("deploy started p1", "deployed p2", "DEPLOY FAILED p3-bad", "ROLLING BACK p4-errors", "ROLLED BACK p4-errors"):
             assert any(expected in text for text in sent), (expected, sent)
         assert any("ROLLED BACK p4-errors on " in t and " by guard@" in t and "error rate" in t for t in sent), sent
+        # The lab's Prometheus scraped the bad release at the bots' stable addresses (targets written by
+        # provision.yml from the inventory): the error-ratio alert fired, and resolves after the rollback.
+        alert_states = wait_for_alert(lxc_lab["settings"], "QuantShiftBrokerErrorRatioHigh", "resolved", timeout=90)
+        assert alert_states[:1] == ["firing"] and alert_states[-1] == "resolved", alert_states
 
         # Secret scan: every playbook output, the audit log, and each container's journal.
         scanned = tmp_path / "scan"

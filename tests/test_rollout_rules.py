@@ -163,7 +163,7 @@ def test_soak_durations_can_be_shortened_and_bad_ones_are_refused(tmp_path: Path
     )
     base = ["deploy", "soak", "--audit-log", log, "--release", "r", "--risk", "low", "--stage", "production"]
     refused = cli(*base)
-    assert refused.returncode == 1 and "paper: soaked 0:00:00 of 1.0 d" in refused.stdout
+    assert refused.returncode == 3 and "paper: soaked 0:00:00 of 1.0 d" in refused.stdout
     allowed = cli(*base, "--duration", "paper=0")
     assert allowed.returncode == 0 and "shortened" in allowed.stderr
     bad = cli(*base, "--duration", "papr=5")

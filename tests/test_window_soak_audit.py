@@ -127,10 +127,10 @@ def test_deploy_cli_window_soak_override_history(tmp_path: Path) -> None:
 
     assert cli("window", "--at", "2026-11-24T22:00:00+00:00").returncode == 0
     friday = cli("window", "--at", "2026-11-27T22:00:00+00:00", "--json")
-    assert friday.returncode == 1 and json.loads(friday.stdout)["allowed"] is False
+    assert friday.returncode == 3 and json.loads(friday.stdout)["allowed"] is False
     assert cli("window", "--at", "2026-11-27T22:00:00+00:00", "--override-reason", "broken stop loss", "--release", "r9").returncode == 0
     assert cli("record", "--kind", "deploy", "--release", "r9", "--stage", "paper", "--outcome", "ok").returncode == 0
-    assert cli("soak", "--release", "r9", "--risk", "low", "--stage", "production").returncode == 1
+    assert cli("soak", "--release", "r9", "--risk", "low", "--stage", "production").returncode == 3
     history = json.loads(cli("history", "--json").stdout)
     assert [h["kind"] for h in history] == ["override", "deploy"] and "broken stop loss" in history[0]["reason"]
     assert cli("lock", "acquire", "--environment", "production", "--owner", "a").returncode == 0
