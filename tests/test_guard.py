@@ -178,8 +178,12 @@ def test_the_scrape_address_follows_the_active_slot(tmp_path: Path, redis_url: s
         assert {slot: doc["release"] for slot, doc in status["bots"]["equity"]["slots"].items()} == {"a": "r1", "b": "r2"}
         servers["b"].shutdown()
         servers["b"].server_close()
+        g.unit_state = lambda unit: ("activating", "auto-restart", 1)  # systemd's view (LXC tests run the real one)
         code, text = get("/metrics/equity")
         assert code == 503 and f"port {port + offset}" in text  # the active slot is down: Prometheus sees the bot down
+        g.unit_state = lambda unit: ("inactive", "dead", 0)
+        code, text = get("/metrics/equity")
+        assert code == 200 and "stopped on purpose" in text and "quantshift_" not in text  # not down: nothing runs
         code, text = get("/metrics")
         assert code == 200 and "quantshift_guard_up 1" in text and "quantshift_guard_baking 0" in text
         assert get("/metrics/nobot")[0] == 404

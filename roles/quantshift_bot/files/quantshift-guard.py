@@ -28,7 +28,8 @@ go from a thread, so a slow or dead receiver never delays the hand-back.
 
 Scrape address: the guard also serves every bot's /metrics at one address per bot that does not move at a
 handover, whichever slot is active (`scrape` in the config, port 9464 by default):
-  GET /metrics/BOT   the active slot's /metrics, forwarded (503 when that slot does not answer: the bot is down)
+  GET /metrics/BOT   the active slot's /metrics, forwarded (503 when that slot does not answer: the bot is down;
+                     an empty 200 when both slots' units are inactive: stopped on purpose, as a standby after its canary)
   GET /metrics       the guard's own series: quantshift_guard_up, _baking, _rollbacks_total
   GET /status        what runs on this host (`quantshift status` reads every host's): the active slot,
                      current and previous releases, the bake, and each bot's /healthz in either slot
@@ -365,7 +366,12 @@ class ScrapeHandler(BaseHTTPRequestHandler):
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
                     self.answer(200, resp.read(), resp.headers.get("Content-Type", "text/plain; version=0.0.4"))
             except (urllib.error.URLError, OSError) as err:
-                self.answer(503, f"the active slot (port {port}) does not answer: {err}\n".encode(), "text/plain")
+                name = path.removeprefix("/metrics/")
+                if all(unit_state(f"quantshift-{name}@{slot}.service")[0] == "inactive" for slot in ("a", "b")):
+                    # Stopped on purpose (a standby after its canary ended): nothing runs, nothing is down.
+                    self.answer(200, f"# {name}: no slot runs on this host (stopped on purpose)\n".encode(), "text/plain; version=0.0.4")
+                else:
+                    self.answer(503, f"the active slot (port {port}) does not answer: {err}\n".encode(), "text/plain")
         else:
             names = ", ".join(f"/metrics/{name}" for name in sorted(ports))
             self.answer(404, f"not found; this host serves /status, /metrics (the guard) and {names}\n".encode(), "text/plain")
