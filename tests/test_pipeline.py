@@ -179,15 +179,20 @@ def test_whole_pipeline_then_a_bad_release_is_rolled_back(lxc_lab: dict[str, Any
         # and records the rollback in the environment's shared audit log.
         force_to_production("p4-errors", "errors", "goes bad after the gate", ok=True)
         assert active_health(primary)["release"] == "p4-errors"  # the play passed it
+
+        def guard_status() -> dict[str, Any]:
+            return dict(
+                json.loads(labkit.ssh(lxc_lab, primary, "python3 /usr/local/lib/quantshift/quantshift-guard.py status --json").stdout)
+            )
+
+        # The guard closes the bake once every bot of the host (equity and crypto) trades the old release again.
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            now = active_health(primary)  # the old slot says standby until the new one has let go of the leases
-            if (now.get("release"), now.get("status")) == ("p1", "ready"):
-                break
+        while time.monotonic() < deadline and guard_status().get("outcome") is None:
             time.sleep(0.5)
         guarded = active_health(primary)
         assert (guarded["release"], guarded["status"]) == ("p1", "ready")
-        status = json.loads(labkit.ssh(lxc_lab, primary, "python3 /usr/local/lib/quantshift/quantshift-guard.py status --json").stdout)
+        assert (bot_health(primary, "crypto")["release"], bot_health(primary, "crypto")["status"]) == ("p1", "ready")
+        status = guard_status()
         assert status["outcome"] == "rolled_back" and "error rate" in status["reason"] and status["previous"] == "p1"
         facts = json.loads(labkit.ssh(lxc_lab, primary, "cat /etc/ansible/facts.d/quantshift.fact").stdout)
         assert (facts["release"], facts["previous"]) == ("p1", "p4-errors")  # the playbooks find production where it is
