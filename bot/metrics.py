@@ -173,6 +173,7 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("quantshift_session_drawdown_ratio", "gauge", "this process's own drawdown, fraction of start equity's peak"),
     ("quantshift_lease_held", "gauge", "1 when this bot holds the (account, symbol) single-writer lease; live and canary bots only"),
 )
+HELP = {name: help_text for name, _, help_text in METRICS}
 # What the host's guard serves on its own /metrics (roles/quantshift_bot/files/quantshift-guard.py).
 GUARD_SERIES = ("quantshift_guard_up", "quantshift_guard_baking", "quantshift_guard_rollbacks_total")
 
@@ -211,9 +212,11 @@ class _Collector:
             elif kind == "counter":
                 yield CounterMetricFamily(name, help_text, value=values[name])
         yield InfoMetricFamily(
-            "quantshift_build", METRICS[0][2], value={"release": e.cfg.release, "mode": e.cfg.mode.value, "slot": e.cfg.slot}
+            "quantshift_build",
+            HELP["quantshift_build_info"],
+            value={"release": e.cfg.release, "mode": e.cfg.mode.value, "slot": e.cfg.slot},
         )
-        yield StateSetMetricFamily("quantshift_status", METRICS[1][2], value={s: s == values["status"] for s in STATUSES})
+        yield StateSetMetricFamily("quantshift_status", HELP["quantshift_status"], value={s: s == values["status"] for s in STATUSES})
         for name, buckets, counts, total in (
             ("quantshift_order_latency_seconds", ORDER_BUCKETS, c.order_buckets, c.order_seconds),
             ("quantshift_decision_latency_seconds", DECISION_BUCKETS, c.decision_buckets, c.decision_seconds),
@@ -222,10 +225,9 @@ class _Collector:
             for bound, n in zip((*(repr(b) for b in buckets), "+Inf"), counts, strict=True):
                 running += n
                 cumulative.append((bound, running))
-            help_text = next(h for n, _, h in METRICS if n == name)
-            yield HistogramMetricFamily(name, help_text, buckets=cumulative, sum_value=total)
+            yield HistogramMetricFamily(name, HELP[name], buckets=cumulative, sum_value=total)
         if e.leases is not None:
-            held = GaugeMetricFamily("quantshift_lease_held", METRICS[-1][2], labels=["account", "symbol"])
+            held = GaugeMetricFamily("quantshift_lease_held", HELP["quantshift_lease_held"], labels=["account", "symbol"])
             for symbol, holds in values["leases"].items():
                 held.add_metric([e.cfg.account_id, symbol], float(holds))
             yield held

@@ -273,20 +273,24 @@ def selector(labels: dict[str, str]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
 
+# The target labels of production's equity bot, as file-based service discovery sets them.
+PRIMARY_EQUITY = {
+    "job": "quantshift",
+    "instance": "qs-primary:9464",
+    "bot": "equity",
+    "host": "qs-primary",
+    "env": "production",
+    "stage": "production",
+}
+
+
 @needs_promtool
 def test_deploy_annotation_marks_each_new_release_and_nothing_else(tmp_path: Path) -> None:
     """Release A (one scrape missed at 4.5m: a restart), B deployed at 10m, back to A at 20m: a mark at
     each change of release (and at A's first sample, new to Prometheus), none for the restart."""
     deploys = next(a for a in dashboard()["annotations"]["list"] if a["name"] == "Deploys")
     expr = substituted(deploys["expr"])
-    target = {
-        "job": "quantshift",
-        "instance": "qs-primary:9464",
-        "bot": "equity",
-        "host": "qs-primary",
-        "env": "production",
-        "stage": "production",
-    }
+    target = PRIMARY_EQUITY
     series = [  # one sample every 30 s
         {
             "series": "quantshift_build_info" + selector(target | {"release": "A", "mode": "live", "slot": "a"}),
@@ -315,14 +319,7 @@ def test_status_timeline_shows_the_state_at_one(tmp_path: Path) -> None:
     expr = substituted(status["targets"][0]["expr"])
     code = {m["text"]: int(value) for value, m in status["fieldConfig"]["defaults"]["mappings"][0]["options"].items()}
     assert set(code) == {"starting", "ready", "standby", "degraded", "stalled", "stopping"}
-    target = {
-        "job": "quantshift",
-        "instance": "qs-primary:9464",
-        "bot": "equity",
-        "host": "qs-primary",
-        "env": "production",
-        "stage": "production",
-    }
+    target = PRIMARY_EQUITY
     order = ("starting", "ready", "stalled", "ready", "stopping")
     series = [
         {
