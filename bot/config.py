@@ -129,6 +129,20 @@ def _installed_release() -> str:
         return "dev"
 
 
+def _release_strategy() -> tuple[str, dict[str, float]]:
+    """The strategy and parameters the release names (releases/<id>/wheelhouse/strategy.json, written
+    when its wheelhouse was built), else the example `ma_cross` with its defaults."""
+    import sys
+
+    from bot.strategy import DEFAULT
+
+    try:
+        doc = json.loads((Path(sys.prefix).parent / "wheelhouse" / "strategy.json").read_text())
+        return str(doc["name"]), {str(k): float(v) for k, v in dict(doc.get("params") or {}).items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT, {}
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines as systemd's EnvironmentFile reads them (quotes stripped, # comments)."""
     out: dict[str, str] = {}
@@ -202,27 +216,29 @@ def load(environ: dict[str, str] | None = None) -> BotConfig:
     lease_symbols = r.symbols("QS_LEASE_SYMBOLS", ",".join(symbols) or None) if env.get("QS_LEASE_SYMBOLS") else symbols
     if set(lease_symbols) - set(symbols):
         r.errors.append(f"QS_LEASE_SYMBOLS: {', '.join(sorted(set(lease_symbols) - set(symbols)))} not in QS_SYMBOLS")
-    params: dict[str, float] = {}
+    release_name, release_params = _release_strategy()
+    params: dict[str, float] = dict(release_params)
     raw_params = env.get("QS_STRATEGY_PARAMS", "{}")
     try:
         loaded = json.loads(raw_params)
         if not isinstance(loaded, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in loaded.values()):
             raise ValueError
-        params = {str(k): float(v) for k, v in loaded.items()}
+        params.update({str(k): float(v) for k, v in loaded.items()})  # the host's own over the release's
     except ValueError:
         r.errors.append(f"QS_STRATEGY_PARAMS must be a JSON object of numbers, got {raw_params!r}")
-    from bot.strategy import STRATEGIES, build
-
-    strategy = r.choice("QS_STRATEGY", tuple(STRATEGIES), "ma_cross")
-    try:
-        if strategy in STRATEGIES:  # an unknown name is reported above
-            build(strategy, params)
-    except ValueError as err:
-        r.errors.append(f"QS_STRATEGY_PARAMS: {err}")
+    strategy = r.text("QS_STRATEGY", release_name)
     max_position = r.num("QS_MAX_POSITION", "10000", 1, 1e12)
     max_exposure = r.num("QS_MAX_EXPOSURE", "50000", 1, 1e12)
     if max_exposure < max_position:
         r.errors.append("QS_MAX_EXPOSURE must be at least QS_MAX_POSITION")
+    lookback = int(r.num("QS_BARS_LOOKBACK", "60", 5, 10000, integer=True))
+    if strategy:
+        from bot import strategy as contract
+
+        try:
+            contract.check(contract.load(strategy, params), strategy, lookback)
+        except contract.StrategyError as err:
+            r.errors.append(f"{'QS_STRATEGY_PARAMS' if isinstance(err, contract.ParamsError) else 'QS_STRATEGY'}: {err}")
     cfg_alpaca = cfg_coinbase = None
     if broker == "alpaca":
         cfg_alpaca = AlpacaSettings(
@@ -276,7 +292,7 @@ def load(environ: dict[str, str] | None = None) -> BotConfig:
         tick_seconds=r.num("QS_TICK_SECONDS", "1", 0.01, 3600),
         lease_ttl_ms=int(r.num("QS_LEASE_TTL_MS", "3000", 200, 600000, integer=True)),
         lease_symbols=lease_symbols,
-        bars_lookback=int(r.num("QS_BARS_LOOKBACK", "60", 5, 10000, integer=True)),
+        bars_lookback=lookback,
         max_retries=int(r.num("QS_MAX_RETRIES", "3", 0, 10, integer=True)),
         broker_timeout_s=r.num("QS_BROKER_TIMEOUT_S", "10", 0.1, 300),
         reconcile_every=int(r.num("QS_RECONCILE_EVERY", "10", 1, 100000, integer=True)),

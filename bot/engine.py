@@ -35,7 +35,7 @@ from bot.notify import Notifier
 from bot.reconcile import Reconciliation
 from bot.state import Fenced, State
 from bot.strategy import Strategy, position_size
-from bot.strategy import build as build_strategy
+from bot.strategy import load as load_strategy
 
 T = TypeVar("T")
 PRIOR_WIN_RATE, PRIOR_PAYOFF, PRIOR_TRADES = 0.55, 2.0, 10  # sizing before the journal has enough trades
@@ -44,7 +44,7 @@ PRIOR_WIN_RATE, PRIOR_PAYOFF, PRIOR_TRADES = 0.55, 2.0, 10  # sizing before the 
 class Engine(Reconciliation):
     def __init__(self, cfg: BotConfig, broker: Broker, client: redis.Redis, strategy: Strategy | None = None) -> None:
         self.cfg, self.broker, self.redis = cfg, broker, client
-        self.strategy: Strategy = strategy or build_strategy(cfg.strategy, cfg.strategy_params)
+        self.strategy: Strategy = strategy or load_strategy(cfg.strategy, cfg.strategy_params)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{cfg.release}"
         self.leases = (
             LeaseSet(client, cfg.account_id, cfg.lease_symbols, self.owner, cfg.lease_ttl_ms, yields=cfg.mode in (Mode.LIVE, Mode.PAPER))

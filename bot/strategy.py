@@ -1,17 +1,39 @@
-"""The strategy interface, the default moving-average crossover, and fractional-Kelly sizing.
+"""The strategy contract, how the bot finds a strategy, and fractional-Kelly sizing.
 
-The same Strategy object runs unchanged in paper, shadow, canary and live: only what the engine
-does with its signals differs by mode.
+A strategy is a Python package of its own (the user's), found through an entry point in the group
+`quantshift.strategies`: the entry point's name is what a release names (QS_STRATEGY), its object a
+factory `make(params: Mapping[str, float]) -> Strategy` that raises ValueError for bad parameters.
+The example is `ma_cross` (strategies/ma_cross); `quantshift strategy new NAME` scaffolds another.
+
+The contract, checked by `check` when the bot starts and on the controller before a release is copied
+anywhere (STRATEGY.md in the repository says the same for authors):
+- inputs: `decide(symbol, bars, position)` gets the symbol's latest completed 1-minute bars, oldest
+  first (at most the bot's lookback), and the bot's position in it (None when flat); it returns a
+  Signal for the latest bar (`bar_t` = that bar's `t`, a positive price, side buy or sell) or None;
+- determinism: the same inputs give the same signal, whatever came before (no clock, no randomness,
+  no state carried between calls that changes a decision);
+- warm-up: `warmup` bars (an int >= 1, within the lookback) before the first signal: with fewer bars
+  `decide` returns None;
+- protection: `protection(entry)` gives the protective stop (below entry) and target (above entry) of
+  a long position entered at `entry`, or None for either; the engine applies them to positions it
+  adopts from the broker, and a buy signal carries its own.
+The same Strategy object runs unchanged in paper, shadow, canary, live and replay: only what the
+engine does with its signals differs by mode. The engine knows no concrete strategy.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Protocol
 
+from bot.errors import InputError
 from bot.models import Bar, Position, Signal
+
+GROUP = "quantshift.strategies"
+DEFAULT = "ma_cross"
 
 
 class Strategy(Protocol):
@@ -30,79 +52,128 @@ class Strategy(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class MovingAverageCross:
-    """Long when the fast SMA crosses above the slow one; out on the cross back, the stop or the target."""
-
-    fast: int = 5
-    slow: int = 20
-    stop_loss: float = 0.02  # fraction below entry
-    take_profit: float = 0.04  # fraction above entry
-
-    @classmethod
-    def from_params(cls, params: dict[str, float]) -> MovingAverageCross:
-        unknown = set(params) - {"fast", "slow", "stop_loss", "take_profit"}
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(sorted(unknown))} for ma_cross (fast, slow, stop_loss, take_profit)")
-        s = cls(
-            fast=int(params.get("fast", cls.fast)),
-            slow=int(params.get("slow", cls.slow)),
-            stop_loss=params.get("stop_loss", cls.stop_loss),
-            take_profit=params.get("take_profit", cls.take_profit),
-        )
-        if not 1 <= s.fast < s.slow:
-            raise ValueError(f"need 1 <= fast < slow, got fast={s.fast} slow={s.slow}")
-        if not (0 < s.stop_loss < 1 and 0 < s.take_profit < 10):
-            raise ValueError("stop_loss must be in (0, 1) and take_profit in (0, 10)")
-        return s
-
-    @property
-    def warmup(self) -> int:
-        return self.slow + 1
-
-    def protection(self, entry: float) -> tuple[float | None, float | None]:
-        return round(entry * (1 - self.stop_loss), 6), round(entry * (1 + self.take_profit), 6)
-
-    def decide(self, symbol: str, bars: Sequence[Bar], position: Position | None) -> Signal | None:
-        if len(bars) < self.warmup:
-            return None
-        last = bars[-1]
-        price = last.c
-        if position is not None and position.qty > 0:
-            if position.stop_loss is not None and price <= position.stop_loss:
-                return Signal(symbol, "sell", price, f"stop loss {position.stop_loss:.4f} hit", last.t)
-            if position.take_profit is not None and price >= position.take_profit:
-                return Signal(symbol, "sell", price, f"take profit {position.take_profit:.4f} hit", last.t)
-        closes = [b.c for b in bars]
-        fast_now, slow_now = _sma(closes, self.fast), _sma(closes, self.slow)
-        fast_prev, slow_prev = _sma(closes[:-1], self.fast), _sma(closes[:-1], self.slow)
-        if fast_prev <= slow_prev and fast_now > slow_now and (position is None or position.qty <= 0):
-            return Signal(
-                symbol,
-                "buy",
-                price,
-                f"SMA{self.fast} crossed above SMA{self.slow}",
-                last.t,
-                *self.protection(price),
-            )
-        if fast_prev >= slow_prev and fast_now < slow_now and position is not None and position.qty > 0:
-            return Signal(symbol, "sell", price, f"SMA{self.fast} crossed below SMA{self.slow}", last.t)
-        return None
+class StrategyError(InputError):
+    """The strategy cannot be loaded or breaks the contract: one line naming the strategy and what is wrong."""
 
 
-STRATEGIES = {"ma_cross": MovingAverageCross}  # QS_STRATEGY names
+class ParamsError(StrategyError):
+    """The strategy refuses the parameters it was given."""
 
 
-def build(name: str, params: dict[str, float]) -> Strategy:
-    """The strategy a bot's settings name, with its parameters (ValueError: unknown name or parameters)."""
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r} (known: {', '.join(STRATEGIES)})")
-    return STRATEGIES[name].from_params(params)
+def available() -> dict[str, Any]:
+    """The installed strategies: entry point name -> entry point."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
-def _sma(values: Sequence[float], n: int) -> float:
-    return sum(values[-n:]) / n
+def load(name: str, params: Mapping[str, float]) -> Strategy:
+    """The strategy the release names, made with its parameters (StrategyError: missing, fails to import,
+    or refuses the parameters)."""
+    found = available()
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none"
+        raise StrategyError(f"strategy {name!r} is not installed (no entry point {name!r} in group {GROUP}; installed: {known})")
+    try:
+        factory: Callable[[Mapping[str, float]], Strategy] = found[name].load()
+    except Exception as err:  # the user's package: any import-time failure is theirs to see, in one line
+        raise StrategyError(f"strategy {name!r} ({found[name].value}) cannot be imported: {err.__class__.__name__}: {err}") from None
+    try:
+        strategy = factory(dict(params))
+    except ValueError as err:
+        raise ParamsError(f"strategy {name!r} refuses its parameters {dict(params)}: {err}") from None
+    except Exception as err:
+        raise StrategyError(f"strategy {name!r} failed to start: {err.__class__.__name__}: {err}") from None
+    return strategy
 
+
+def probe_bars(n: int, seed: int = 7, start: int = 1_767_623_400) -> list[Bar]:
+    """`n` 1-minute bars of a seeded walk with trends both ways: what `check` feeds a strategy."""
+    rng, price, bars = random.Random(seed), 100.0, []
+    for i in range(n):
+        drift = 0.002 * math.sin(i / 15)
+        close = round(price * math.exp(drift + rng.gauss(0, 0.003)), 4)
+        bars.append(Bar(start + 60 * i, price, max(price, close) * 1.001, min(price, close) * 0.999, close, 1000.0))
+        price = close
+    return bars
+
+
+def check(strategy: object, name: str, lookback: int) -> Strategy:
+    """The contract (module docstring), checked by running the strategy on probe bars, flat and holding,
+    twice; returns it typed. StrategyError names the first breach."""
+
+    def breach(what: str) -> StrategyError:
+        return StrategyError(f"strategy {name!r} breaks the contract: {what}")
+
+    for attr in ("warmup", "decide", "protection"):
+        if not hasattr(strategy, attr):
+            raise breach(f"it has no {attr!r} (a strategy has warmup, decide and protection)")
+    s: Strategy = strategy  # type: ignore[assignment]  # checked just above, then by running it
+    warmup = _call(name, "warmup", lambda: s.warmup)
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 1:
+        raise breach(f"warmup must be a whole number of bars >= 1, got {warmup!r}")
+    if warmup > lookback:
+        raise breach(f"warmup is {warmup} bars but the bot looks back only {lookback} (QS_BARS_LOOKBACK): it would never trade")
+    _protection(s, name, 100.0, breach)
+    bars = probe_bars(lookback + 4 * warmup + 120)
+    symbol = "PROBE"
+
+    def run() -> list[tuple[int, Signal | None]]:
+        seen, position = [], None
+        for i in range(1, len(bars) + 1):
+            window = bars[max(0, i - lookback) : i]
+            signal = _call(name, f"decide (bar {i})", lambda w=window, p=position: s.decide(symbol, w, p))  # type: ignore[misc]
+            if signal is not None and not isinstance(signal, Signal):
+                raise breach(f"decide must return a Signal or None, got {type(signal).__name__}")
+            if i < warmup and signal is not None:
+                raise breach(f"decide gave a signal with {i} bar(s), fewer than its warmup of {warmup}")
+            if signal is not None:
+                if signal.symbol != symbol or signal.bar_t != window[-1].t or not signal.price > 0 or signal.side not in ("buy", "sell"):
+                    raise breach(
+                        "a signal must be for the symbol and latest bar it was given, with side buy or sell and a positive price, "
+                        f"got {signal.symbol!r} {signal.side!r} at {signal.price!r} for bar {signal.bar_t!r} (latest {window[-1].t})"
+                    )
+            again = _call(name, f"decide (bar {i})", lambda w=list(window), p=position: s.decide(symbol, w, p))  # type: ignore[misc]
+            if again != signal:
+                raise breach(f"decide is not deterministic: bar {i} gave {_said(signal)}, then {_said(again)} for the same inputs")
+            seen.append((i, signal))
+            if signal is not None and signal.side == "buy" and position is None:
+                position = Position(symbol, 1.0, signal.price, signal.stop_loss, signal.take_profit, float(window[-1].t))
+            elif signal is not None and signal.side == "sell" and position is not None:
+                position = None
+        return seen
+
+    first, second = run(), run()
+    if first != second:
+        at = next(i for (i, a), (_, b) in zip(first, second, strict=True) if a != b)
+        raise breach(f"decide is not deterministic: the same {len(bars)} bars gave different signals at bar {at} on a second pass")
+    return s
+
+
+def _said(signal: Signal | None) -> str:
+    return "no signal" if signal is None else f"{signal.side} at {signal.price}"
+
+
+def _protection(s: Strategy, name: str, entry: float, breach: Callable[[str], StrategyError]) -> tuple[float | None, float | None]:
+    levels = _call(name, "protection", lambda: s.protection(entry))
+    if not (isinstance(levels, tuple) and len(levels) == 2):
+        raise breach(f"protection(entry) must return (stop, target), got {levels!r}")
+    stop, target = levels
+    for what, value in (("stop", stop), ("target", target)):
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value)):
+            raise breach(f"protection's {what} must be a price or None, got {value!r}")
+    if stop is not None and not 0 < stop < entry:
+        raise breach(f"protection's stop must be below the entry price and above 0: entry {entry}, stop {stop}")
+    if target is not None and not target > entry:
+        raise breach(f"protection's target must be above the entry price: entry {entry}, target {target}")
+    return stop, target
+
+
+def _call(name: str, what: str, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception as err:
+        raise StrategyError(f"strategy {name!r} raised in {what}: {err.__class__.__name__}: {err}") from None
 
 def kelly(win_rate: float, payoff: float) -> float:
     """The Kelly fraction f* = W - (1 - W) / R for win rate W and payoff R = average win / average loss."""

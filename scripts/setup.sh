@@ -65,7 +65,7 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   exit 1
 fi
 stamp=.venv/.quantshift-setup
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml strategies/ma_cross/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [[ -x .venv/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]]; then
   exit 0
 fi
@@ -73,5 +73,7 @@ fi
 echo "setup: installing the Python tool set into .venv (about 90 s the first time)"
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+# The example strategy package (the bot finds strategies through entry points, as on the hosts).
+.venv/bin/pip install -q --disable-pip-version-check -e strategies/ma_cross
 echo "$want" > "$stamp"
 echo "setup: done (.venv ready)"

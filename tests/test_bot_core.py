@@ -19,7 +19,8 @@ from bot.brokers.sim import SimBroker
 from bot.engine import Engine
 from bot.lease import LeaseSet
 from bot.models import Bar, Mode, OrderRequest, Position
-from bot.strategy import MovingAverageCross, kelly, position_size
+from bot.strategy import kelly, position_size
+from quantshift_ma_cross import MovingAverageCross
 from tests.botkit import ROOT
 
 BASE = {
