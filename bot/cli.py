@@ -39,6 +39,30 @@ def _run(args: argparse.Namespace) -> int:
     return run(args.env_file)
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from bot.replay import command
+
+    return command(args)
+
+
+def _strategy(args: argparse.Namespace) -> int:
+    """The strategy this release runs (its wheelhouse's strategy.json, else ma_cross), loaded and checked
+    against the contract; exit 2 with one line when it cannot be."""
+    from bot import strategy as contract
+    from bot.config import _release_strategy
+
+    name, params = _release_strategy()
+    found = contract.check(contract.load(name, params), name, args.lookback)
+    doc: dict[str, Any] = {"name": name, "params": params, "warmup": found.warmup}
+    try:
+        meta = json.loads((Path(sys.prefix).parent / "wheelhouse" / "strategy.json").read_text())
+        doc |= {k: meta[k] for k in ("distribution", "version") if k in meta}
+    except (OSError, ValueError):
+        pass
+    print(json.dumps(doc) if args.json else f"strategy {name} {json.dumps(params)}: the contract holds (warmup {found.warmup} bars)")
+    return EXIT_OK
+
+
 def _health(args: argparse.Namespace) -> int:
     from bot import monitor
 
@@ -331,6 +355,18 @@ def _actions(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(func=_health)
+    p = actions.add_parser("strategy", help="load the release's strategy and check it against the contract (exit 2 when it breaks)")
+    p.add_argument("--lookback", type=int_from(5), default=60, help="bars the strategy sees, as QS_BARS_LOOKBACK (default %(default)s)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_strategy)
+    p = actions.add_parser("replay", help="replay recorded 1-minute bars through the release's strategy, simulated broker (JSON out)")
+    p.add_argument("--bars", type=existing_file, required=True, help="bar CSV with header t,symbol,o,h,l,c,v (t in unix seconds)")
+    p.add_argument("--strategy", type=text, help="strategy entry point name (default: the installed release's, else ma_cross)")
+    p.add_argument("--params", help="strategy parameters as a JSON object of numbers, over the release's own")
+    p.add_argument("--market", choices=("equity", "crypto"), default="equity", help="crypto trades fractions (default %(default)s)")
+    p.add_argument("--lookback", type=int_from(5), default=60, help="bars the strategy sees, as QS_BARS_LOOKBACK (default %(default)s)")
+    p.add_argument("--out", type=output_file, help="write the JSON document here instead of stdout")
+    p.set_defaults(func=_replay)
 
 
 def main(argv: list[str] | None = None) -> int:

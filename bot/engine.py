@@ -19,18 +19,18 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import redis
 
-from bot import metrics
+from bot import marketdata, metrics
 from bot.brokers.base import Broker, BrokerError, BrokerFailure, OrderRejected, is_fence_order
 from bot.config import BotConfig
 from bot.events import event
 from bot.failpoints import Failpoints
 from bot.lease import LeaseSet
-from bot.models import BrokerOrder, Mode, OrderRequest, OrderStatus, Position, Signal, Trade, client_order_id, order_id_prefix
+from bot.models import Bar, BrokerOrder, Mode, OrderRequest, OrderStatus, Position, Signal, Trade, client_order_id, order_id_prefix
 from bot.notify import Notifier
 from bot.reconcile import Reconciliation
 from bot.state import Fenced, State
@@ -38,7 +38,56 @@ from bot.strategy import Strategy, position_size
 from bot.strategy import load as load_strategy
 
 T = TypeVar("T")
-PRIOR_WIN_RATE, PRIOR_PAYOFF, PRIOR_TRADES = 0.55, 2.0, 10  # sizing before the journal has enough trades
+PRIOR_WIN_RATE, PRIOR_PAYOFF, PRIOR_TRADES = 0.55, 2.0, 10  # the odds sizing assumes, weighted as this many trades
+MIN_KELLY = 0.01  # the probe size when the odds show no edge: trading on, small, so the odds can recover
+SIZING_TRADES = 500  # the journal's latest closed trades that sizing learns equity, win rate and payoff from
+
+
+def sizing_odds(pnls: Sequence[float]) -> tuple[float, float]:
+    """The win rate and payoff Kelly sizes with: the journal's, shrunk toward the prior as if the prior were
+    PRIOR_TRADES more trades, so a strategy's first losses lower its size gradually. Where the odds show no
+    edge at all, buy_quantity still buys a probe size (MIN_KELLY): at zero no trade would ever close again
+    to correct the odds, and the strategy would stop for good after an unlucky start."""
+    n = len(pnls)
+    if n == 0:
+        return PRIOR_WIN_RATE, PRIOR_PAYOFF
+    observed_payoff = metrics.payoff(pnls) or PRIOR_PAYOFF  # no win or no loss yet: the prior's
+    win_rate = (metrics.win_rate(pnls) * n + PRIOR_WIN_RATE * PRIOR_TRADES) / (n + PRIOR_TRADES)
+    payoff = (observed_payoff * n + PRIOR_PAYOFF * PRIOR_TRADES) / (n + PRIOR_TRADES)
+    return win_rate, payoff
+
+
+def buy_quantity(
+    price: float,
+    pnls: Sequence[float],
+    positions: Mapping[str, Position],
+    prices: Mapping[str, float],
+    *,
+    start_equity: float,
+    kelly_fraction: float,
+    max_position: float,
+    max_exposure: float,
+    size_factor: float,
+    fractional: bool,
+) -> float:
+    """How much a buy signal at `price` buys (0: skip it): fractional Kelly of `start_equity` plus the pnl of
+    `pnls` (the latest SIZING_TRADES closed trades, oldest first), with their win rate and payoff shrunk toward
+    the prior (sizing_odds), within the room `positions` (valued at `prices`, else at entry) leave under
+    `max_exposure`. Engine.act and the replay (bot.replay) both size with it, so they cannot drift apart."""
+    win_rate, payoff = sizing_odds(pnls)
+    exposure = sum(p.qty * prices.get(s, p.entry_price) for s, p in positions.items())
+    return position_size(
+        equity=start_equity + sum(pnls),
+        price=price,
+        win_rate=win_rate,
+        payoff=payoff,
+        kelly_fraction=kelly_fraction,
+        max_position=max_position,
+        room=max_exposure - exposure,
+        size_factor=size_factor,
+        fractional=fractional,
+        min_kelly=MIN_KELLY,
+    )
 
 
 class Engine(Reconciliation):
@@ -54,6 +103,8 @@ class Engine(Reconciliation):
         self.state = State(client, cfg.state_account, self.leases.fence if self.leases else None, cfg.lease_ttl_ms)
         self.failpoints = Failpoints(cfg.failpoints, lambda name: event("failpoint", name=name, action="SIGSTOP"))
         self.counters = metrics.Counters()
+        self.recorder = marketdata.Recorder(client, "crypto" if cfg.broker == "coinbase" else "equity")
+        self._recording_failed = False
         self.stop = threading.Event()
         # Set by SIGTERM and by the lease heartbeat when it takes a lease: the loop ticks at once, so a
         # standby that receives the lease decides within milliseconds instead of at its next tick.
@@ -179,6 +230,7 @@ class Engine(Reconciliation):
                 self.prices[symbol] = series[-1].c
                 self.last_bars[symbol] = (series[-1].t, series[-1].c)
         held = self._tradeable()
+        self._record(bars, held)
         positions = self.state.positions()
         if self.cfg.mode is not Mode.SHADOW:
             for symbol in held - set(self._reconciled):
@@ -206,6 +258,16 @@ class Engine(Reconciliation):
                 self._first_decision_logged = True
                 event("first_decision", release=self.cfg.release, mode=self.cfg.mode.value, symbols=sorted(held))
         self._set_status(held)
+
+    def _record(self, bars: dict[str, list[Bar]], held: set[str]) -> None:
+        """Record the bars of the symbols this bot decides on (bot/marketdata.py); never in the way of trading."""
+        try:
+            self.recorder.record(bars, held)
+            self._recording_failed = False
+        except redis.RedisError as err:
+            if not self._recording_failed:
+                self._recording_failed = True
+                event("recording_failed", error=f"{err.__class__.__name__}: {err}")
 
     def _tradeable(self) -> set[str]:
         if self.leases is None:
@@ -250,17 +312,15 @@ class Engine(Reconciliation):
 
     def act(self, signal: Signal, position: Position | None, positions: dict[str, Position]) -> None:
         if signal.side == "buy":
-            pnls = [float(t["pnl"]) for t in self.state.trades(500)]
-            enough = len(pnls) >= PRIOR_TRADES
-            exposure = sum(p.qty * self.prices.get(s, p.entry_price) for s, p in positions.items())
-            qty = position_size(
-                equity=self.start_equity + sum(pnls),
-                price=signal.price,
-                win_rate=metrics.win_rate(pnls) if enough else PRIOR_WIN_RATE,
-                payoff=(metrics.payoff(pnls) or PRIOR_PAYOFF) if enough else PRIOR_PAYOFF,
+            qty = buy_quantity(
+                signal.price,
+                [float(t["pnl"]) for t in self.state.trades(SIZING_TRADES)],
+                positions,
+                self.prices,
+                start_equity=self.start_equity,
                 kelly_fraction=self.cfg.kelly_fraction,
                 max_position=self.cfg.max_position,
-                room=self.cfg.max_exposure - exposure,
+                max_exposure=self.cfg.max_exposure,
                 size_factor=self.cfg.size_factor,
                 fractional=self.broker.fractional,
             )

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, Protocol
 
 from bot.errors import InputError
@@ -127,12 +126,13 @@ def check(strategy: object, name: str, lookback: int) -> Strategy:
                 raise breach(f"decide must return a Signal or None, got {type(signal).__name__}")
             if i < warmup and signal is not None:
                 raise breach(f"decide gave a signal with {i} bar(s), fewer than its warmup of {warmup}")
-            if signal is not None:
-                if signal.symbol != symbol or signal.bar_t != window[-1].t or not signal.price > 0 or signal.side not in ("buy", "sell"):
-                    raise breach(
-                        "a signal must be for the symbol and latest bar it was given, with side buy or sell and a positive price, "
-                        f"got {signal.symbol!r} {signal.side!r} at {signal.price!r} for bar {signal.bar_t!r} (latest {window[-1].t})"
-                    )
+            if signal is not None and (
+                signal.symbol != symbol or signal.bar_t != window[-1].t or not signal.price > 0 or signal.side not in ("buy", "sell")
+            ):
+                raise breach(
+                    "a signal must be for the symbol and latest bar it was given, with side buy or sell and a positive price, "
+                    f"got {signal.symbol!r} {signal.side!r} at {signal.price!r} for bar {signal.bar_t!r} (latest {window[-1].t})"
+                )
             again = _call(name, f"decide (bar {i})", lambda w=list(window), p=position: s.decide(symbol, w, p))  # type: ignore[misc]
             if again != signal:
                 raise breach(f"decide is not deterministic: bar {i} gave {_said(signal)}, then {_said(again)} for the same inputs")
@@ -175,6 +175,7 @@ def _call(name: str, what: str, fn: Callable[[], Any]) -> Any:
     except Exception as err:
         raise StrategyError(f"strategy {name!r} raised in {what}: {err.__class__.__name__}: {err}") from None
 
+
 def kelly(win_rate: float, payoff: float) -> float:
     """The Kelly fraction f* = W - (1 - W) / R for win rate W and payoff R = average win / average loss."""
     if payoff <= 0:
@@ -193,11 +194,13 @@ def position_size(
     room: float,
     size_factor: float,
     fractional: bool,
+    min_kelly: float = 0.0,
 ) -> float:
     """Quantity to buy: fractional Kelly of equity, capped by the per-symbol limit and the room left
-    under the exposure limit, then scaled (canary). Whole shares unless the market trades fractions."""
+    under the exposure limit, then scaled (canary). Whole shares unless the market trades fractions. The
+    Kelly fraction is at least `min_kelly`: a probe size that keeps a strategy learning its odds."""
     if price <= 0 or equity <= 0:
         return 0.0
-    notional = min(equity * kelly_fraction * kelly(win_rate, payoff), max_position, max(room, 0.0)) * size_factor
+    notional = min(equity * kelly_fraction * max(kelly(win_rate, payoff), min_kelly), max_position, max(room, 0.0)) * size_factor
     qty = notional / price
     return math.floor(qty * 1e6) / 1e6 if fractional else float(math.floor(qty))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ def _lab_up(args: argparse.Namespace) -> int:
     from lab import services
 
     lab = _lab_settings()
+    if args.prices is not None:  # the exchange servers read it (lab/exchanges/server.py)
+        os.environ["QUANTSHIFT_LAB_PRICES_CSV"] = str(args.prices.resolve())
     services.up(lab, args.backend)
     return EXIT_OK
 
@@ -134,6 +137,12 @@ def register(sub: Any) -> None:
         choices=("memory", "lxc"),
         default="memory",
         help="memory: fast records for tests and scale; lxc: real containers (default: %(default)s)",
+    )
+    p.add_argument(
+        "--prices",
+        type=_existing_path,
+        metavar="CSV",
+        help="serve this 1-minute history (t,symbol,o,h,l,c,v; e.g. recorded bars or python -m lab.history) instead of the seeded walk",
     )
     p.set_defaults(func=_lab_up)
     p = lab_sub.add_parser("down", help="stop the lab and remove everything it created")

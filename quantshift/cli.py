@@ -64,7 +64,15 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     from importlib import import_module
 
     out: list[Callable[[Any], None]] = []
-    for module in ("lab.cli", "proxmox.cli", "bot.cli", "quantshift.deploy_cli", "quantshift.guard_cli", "quantshift.status_cli"):
+    for module in (
+        "lab.cli",
+        "proxmox.cli",
+        "bot.cli",
+        "quantshift.deploy_cli",
+        "quantshift.guard_cli",
+        "quantshift.status_cli",
+        "quantshift.strategy_cli",
+    ):
         try:
             out.append(import_module(module).register)
         except ModuleNotFoundError as err:

@@ -8,7 +8,9 @@
 #   losses it trades normally for 30 s, then a sizing bug puts 25 % of equity in each position, past
 #          every cap: it loses money as soon as the market gaps (the lab's POST /lab/market shock).
 # It starts, warms up and waits in standby like any release; it fails once it holds the leases and
-# decides, which is what the handover's checks and the gates must catch and roll back.
+# decides, which is what the handover's checks and the gates must catch and roll back. The strategy's
+# defect shows on live symbols only, like a bug in handling real data: the contract check (its probe
+# symbol, on the controller and at start) cannot see it, which is the case the gates exist for.
 # Usage: scripts/build-bad-release.sh [OUTPUT_DIR] [DEFECT]   (default build/bad, crash); prints the archive's path.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,15 +25,15 @@ case $defect in
 esac
 src=$(mktemp -d)
 trap 'rm -rf "$src"' EXIT
-for part in pyproject.toml README.md scripts bot proxmox lab quantshift; do cp -a "$root/$part" "$src/"; done
+for part in pyproject.toml README.md scripts bot proxmox lab quantshift strategies; do cp -a "$root/$part" "$src/"; done
 find "$src" -name __pycache__ -prune -exec rm -rf {} +
-python3 - "$src/bot/strategy.py" "$code" <<'PY'
+python3 - "$src/strategies/ma_cross/src/quantshift_ma_cross/__init__.py" "$code" <<'PY'
 import sys
 path, code = sys.argv[1], sys.argv[2]
 text = open(path).read()
 anchor = "        if len(bars) < self.warmup:\n            return None\n"
-assert text.count(anchor) == 1, "strategy.decide changed: update scripts/build-bad-release.sh"
-text = text.replace(anchor, anchor + "        " + code + "\n") if code else text
+assert text.count(anchor) == 1, "ma_cross's decide changed: update scripts/build-bad-release.sh"
+text = text.replace(anchor, anchor + '        if symbol != "PROBE":  # live symbols only\n            ' + code + "\n") if code else text
 open(path, "w").write(text)
 PY
 if [[ $defect == errors ]]; then

@@ -1,14 +1,33 @@
 #!/usr/bin/env bash
-# Build the wheelhouse the hosts install from (they have no package index): the quantshift wheel and
-# every runtime dependency, as one archive Ansible copies in a single transfer.
+# Build the wheelhouse the hosts install from (they have no package index): the quantshift wheel, the
+# release's strategy package and every runtime dependency, as one archive Ansible copies in one transfer.
+# The strategy comes from QUANTSHIFT_STRATEGY, a JSON {"name", "package", "params"} (a release manifest's
+# strategy section, as `quantshift deploy manifest` prints it); default: the example ma_cross.
+# The archive also carries strategy.json (what the bots load) and requirements.txt (what the host installs).
 # Usage: scripts/build-wheelhouse.sh [OUTPUT_DIR]   (default build/); prints the archive's path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(realpath -m "${1:-build}")  # absolute: callers run it from anywhere
 py=${PYTHON:-.venv/bin/python}
 version=$("$py" -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')
-# Content hash of everything that goes into the wheels: the archive is rebuilt exactly when one changes.
-stamp=$(cat pyproject.toml "$0" $(find bot proxmox lab quantshift -name '*.py' | sort) | sha256sum | cut -c1-12)
+# The strategy, checked and normalised (name, package: an absolute directory or a pinned requirement, params).
+strategy=$("$py" - "${QUANTSHIFT_STRATEGY:-}" <<'PY'
+import dataclasses, json, sys
+from quantshift.manifest import StrategySpec
+raw = sys.argv[1]
+spec = json.loads(raw) if raw else dataclasses.asdict(StrategySpec())
+print(json.dumps({"name": spec["name"], "package": spec["package"], "params": spec.get("params") or {}}, sort_keys=True))
+PY
+)
+package=$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])["package"])' "$strategy")
+strategy_files=()
+if [[ -d $package ]]; then
+  mapfile -t strategy_files < <(find "$package" -type f \( -name '*.py' -o -name 'pyproject.toml' -o -name 'setup.cfg' -o -name '*.json' -o -name '*.txt' \) \
+    -not -path '*/build/*' -not -path '*.egg-info/*' -not -path '*/__pycache__/*' -not -path '*/.*' | sort)
+fi
+# Content hash of everything that goes into the archive: it is rebuilt exactly when one changes.
+stamp=$( (cat pyproject.toml "$0" $(find bot proxmox lab quantshift -name '*.py' | sort) ${strategy_files[@]+"${strategy_files[@]}"}; echo "$strategy") \
+  | sha256sum | cut -c1-12)
 dir="$out/wheelhouse"
 mkdir -p "$out"
 exec 9>"$out/.wheelhouse.lock"  # one build at a time per output directory (parallel deploys, tests)
@@ -22,6 +41,18 @@ fi
 rm -rf "$dir" && mkdir -p "$dir"
 quiet=(--quiet --disable-pip-version-check)
 "$py" -m pip wheel "${quiet[@]}" --no-deps --wheel-dir "$dir" . 2>/dev/null >&2
+wanted=("$dir"/quantshift-*.whl)
+if [[ -d $package ]]; then
+  before=$(ls "$dir")
+  if ! "$py" -m pip wheel "${quiet[@]}" --no-deps --wheel-dir "$dir" "$package" >/dev/null 2>"$out/.strategy-build.log"; then
+    echo "build-wheelhouse: the strategy package $package does not build: $(grep -m1 -iE 'error' "$out/.strategy-build.log" || tail -1 "$out/.strategy-build.log")" >&2
+    exit 2
+  fi
+  built=$(comm -13 <(echo "$before") <(ls "$dir") | grep '\.whl$' | head -1)
+  wanted+=("$dir/$built")
+else
+  wanted+=("$package")
+fi
 # Resolve the dependencies for the hosts' Python (Debian 12: 3.11.2), binary wheels for their glibc.
 # pip evaluates environment markers against the controller's Python even with --python-version, so
 # what the hosts need beyond that is named here: redis wants async-timeout below Python 3.11.3.
@@ -31,7 +62,32 @@ for tag in manylinux_2_36 manylinux_2_34 manylinux_2_28 manylinux_2_27 manylinux
   platforms+=(--platform "${tag}_x86_64")
 done
 "$py" -m pip download "${quiet[@]}" --dest "$dir" --only-binary=:all: --python-version "$target" --implementation cp \
-  "${platforms[@]}" "$dir"/quantshift-*.whl "async-timeout>=4.0.3" 2> >(grep -v -e "is ignored: it is neither" >&2) >&2
+  "${platforms[@]}" "${wanted[@]}" "async-timeout>=4.0.3" 2> >(grep -v -e "is ignored: it is neither" >&2) >&2
+# What the bots load (strategy.json) and what the host installs (requirements.txt), from the wheels themselves.
+"$py" - "$dir" "$strategy" <<'PY'
+import json, pathlib, sys, zipfile
+from email.parser import Parser
+wheelhouse, spec = pathlib.Path(sys.argv[1]), json.loads(sys.argv[2])
+found = None
+for wheel in sorted(wheelhouse.glob("*.whl")):
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        points = next((n for n in names if n.endswith(".dist-info/entry_points.txt")), None)
+        if points is None:
+            continue
+        text, group = z.read(points).decode(), None
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("["):
+                group = line.strip("[]")
+            elif group == "quantshift.strategies" and line.split("=")[0].strip() == spec["name"]:
+                meta = Parser().parsestr(z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode())
+                found = (meta["Name"], meta["Version"])
+if found is None:
+    sys.exit(f"build-wheelhouse: no package in the wheelhouse offers the strategy {spec['name']!r} (an entry point in quantshift.strategies)")
+(wheelhouse / "strategy.json").write_text(json.dumps({**spec, "distribution": found[0], "version": found[1]}, indent=2, sort_keys=True) + "\n")
+(wheelhouse / "requirements.txt").write_text(f"quantshift\n{found[0]}=={found[1]}\n")
+PY
 tar -C "$dir" -cf "$archive.tmp" .
 mv "$archive.tmp" "$archive"
 ln -sfn "$(basename "$archive")" "$latest"

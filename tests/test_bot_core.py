@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from quantshift_ma_cross import MovingAverageCross
 
 from bot import config, metrics
 from bot.brokers.base import BrokerError
@@ -20,7 +21,6 @@ from bot.engine import Engine
 from bot.lease import LeaseSet
 from bot.models import Bar, Mode, OrderRequest, Position
 from bot.strategy import kelly, position_size
-from quantshift_ma_cross import MovingAverageCross
 from tests.botkit import ROOT
 
 BASE = {
