@@ -65,6 +65,7 @@ def document(engine: Engine) -> dict[str, Any]:
         "mode": engine.cfg.mode.value,
         "release": engine.cfg.release,
         "account": engine.cfg.account_id,
+        "strategy": engine.cfg.strategy,
         "lease": {s: s in held for s in engine.cfg.lease_symbols} if engine.leases else None,
         "uptime_s": round(time.time() - engine.started, 1),
         "error_rate": round(engine.counters.error_rate, 4),

@@ -86,8 +86,8 @@ def _new(args: argparse.Namespace) -> int:
     from quantshift import scaffold
 
     made = scaffold.new(args.name, args.dir)
-    print(f"created {made}: test it with `python -m pytest {made}`; name it in a release manifest as")
-    print(f"  strategy: {{name: {args.name}, package: ./{os.path.relpath(made, Path.cwd())}}}")
+    print(f"created {made}: test it with `python -m pytest {made}`; name it in a release manifest (a path relative to the manifest) as")
+    print(f"  strategy: {{name: {args.name}, package: {made}}}")
     return EXIT_OK
 
 

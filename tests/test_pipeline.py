@@ -44,6 +44,35 @@ def test_provision_then_deploy_paper_and_gate(lxc_lab: dict[str, Any], tmp_path:
         ]
         again = playbook(env, "deploy-paper.yml", "-e", "quantshift_release=t1")
         assert again.returncode == 0 and "changed=0 " in again.stdout  # nothing changed on the host (the audit record is the controller's)
+
+        # The user's own strategy: scaffolded, named by a release manifest, built into the wheelhouse, checked
+        # on the controller, replayed (nothing in production yet: inconclusive, so on to paper), and loaded by
+        # both bots on the paper host.
+        made = subprocess.run(
+            [sys.executable, "-m", "quantshift", "strategy", "new", "breakout", "--dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert made.returncode == 0, made.stderr
+        manifest = tmp_path / "t2.yml"
+        manifest.write_text("release: t2\nrisk_class: medium\nstrategy: {name: breakout, package: ./breakout, params: {entry_bars: 15}}\n")
+        mine = playbook(env, "deploy-paper.yml", "-e", f"quantshift_manifest={manifest}")
+        assert mine.returncode == 0, mine.stdout[-6000:]
+        assert "strategy breakout (quantshift-strategy-breakout 0.1.0): the contract holds" in mine.stdout
+        assert "replay verdict: INCONCLUSIVE" in flat(mine.stdout)
+        for bot in ("equity", "crypto"):
+            health = bot_health(paper_ip, bot)
+            assert (health["status"], health["release"], health["strategy"]) == ("ready", "t2", "breakout"), health
+        # A strategy that breaks the contract is refused on the controller: nothing changes on the host.
+        init = tmp_path / "breakout" / "src" / "qs_strategy_breakout" / "__init__.py"
+        init.write_text(init.read_text().replace("def warmup(self) -> int:\n", "def warmup(self) -> int:\n        return 0\n", 1))
+        manifest.write_text("release: t3\nrisk_class: low\nstrategy: {name: breakout, package: ./breakout}\n")
+        refused = playbook(env, "deploy-paper.yml", "-e", f"quantshift_manifest={manifest}")
+        assert refused.returncode != 0, refused.stdout[-4000:]
+        assert "warmup must be a whole number of bars >= 1, got 0" in flat(refused.stdout)
+        assert bot_health(paper_ip, "equity")["release"] == "t2"
+        assert "t3" not in labkit.ssh(lxc_lab, paper_ip, "ls /opt/quantshift/releases").stdout
     finally:  # the lab is shared by the session's lxc tests: leave it empty
         destroy_all(env)
 

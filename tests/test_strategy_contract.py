@@ -197,3 +197,15 @@ def test_production_release_follows_deploys_and_rollbacks() -> None:
     assert production_release(history) == "b"
     assert production_release(history[:2]) == "a"
     assert production_release([]) is None
+
+
+@pytest.mark.parametrize("package", ["strategies/ma_cross", "demo/strategies/ma_trend", "demo/strategies/ma_inverted"])
+def test_each_strategy_package_passes_its_own_tests(package: str) -> None:
+    where = ROOT / package
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": f"{where / 'src'}:{ROOT}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(where / "tests")],
+        cwd=where, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert " passed" in done.stdout and " failed" not in done.stdout
