@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import bot, common, demo, fence, guard, lab_api, pipeline, provision, roles
+from bench import bot, common, demo, fence, guard, lab_api, pipeline, provision, replay, roles
 
 
 def main() -> None:
@@ -10,6 +10,7 @@ def main() -> None:
     provision.main()
     bot.main()
     fence.main()
+    replay.main()
     roles.main()
     pipeline.main()
     guard.main()

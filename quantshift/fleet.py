@@ -185,13 +185,13 @@ def _age(seconds: float | None) -> str:
 
 
 def render(doc: dict[str, Any], fleet: list[Host]) -> str:
-    rows = [("HOST", "BOT", "SLOT", "RELEASE", "MODE", "STATUS", "LEASES", "LAST TICK", "GUARD")]
+    rows = [("HOST", "BOT", "SLOT", "RELEASE", "STRATEGY", "MODE", "STATUS", "LEASES", "LAST TICK", "GUARD")]
     problems = []
     for h in fleet:
         got = doc["hosts"].get(h.name) or {}
         if not got.get("ok"):
             problems.append(got.get("error", f"{h.name}: no answer"))
-            rows += [(h.name, b.name, "?", "?", "?", "no answer", "", "", "") for b in h.bots]
+            rows += [(h.name, b.name, "?", "?", "?", "?", "no answer", "", "", "") for b in h.bots]
             continue
         bake = got.get("bake") or {}
         if bake and not bake.get("outcome"):
@@ -207,11 +207,11 @@ def render(doc: dict[str, Any], fleet: list[Host]) -> str:
                 active = "*" if slot == info.get("active") else " "
                 held = ",".join(sym for sym, mine in (s.get("lease") or {}).items() if mine) or "-"
                 rows.append(
-                    (h.name, b.name, f"{slot}{active}", str(s.get("release")), str(s.get("mode")), str(s.get("status")), held,
-                     _age(s.get("last_tick_age_s")), guard)
+                    (h.name, b.name, f"{slot}{active}", str(s.get("release")), str(s.get("strategy") or "-"), str(s.get("mode")),
+                     str(s.get("status")), held, _age(s.get("last_tick_age_s")), guard)
                 )  # fmt: skip
             if not info.get("slots"):
-                rows.append((h.name, b.name, "-", "-", "-", "not running", "-", "-", guard))
+                rows.append((h.name, b.name, "-", "-", "-", "-", "not running", "-", "-", guard))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.append("(* the active slot)")

@@ -248,6 +248,24 @@ def _outcome(args: argparse.Namespace, result: str, reason: str, details: list[d
     return EXIT[result]
 
 
+def _bars_export(args: argparse.Namespace) -> int:
+    url = args.redis_url or os.environ.get("QUANTSHIFT_AUDIT_REDIS_URL", "")
+    if not url:
+        raise InputError("give --redis-url (or QUANTSHIFT_AUDIT_REDIS_URL): the bots' Redis, where they record their bars")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cannot create {args.out} ({err.strerror})") from None
+    found = bars_from_redis(url, args.out)
+    if not found:
+        print("the bots have recorded no bars yet", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
+    for market, path in sorted(found.items()):
+        rows = sum(1 for _ in path.open()) - 1
+        print(f"{market}: {rows:,} bars -> {path}")
+    return EXIT_OK
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("strategy", help="the user's own strategy packages: scaffold one, check a release's against the contract")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -261,6 +279,13 @@ def register(sub: Any) -> None:
     a.add_argument("target", type=existing_file, help="the release: its wheelhouse archive (.tar) or its manifest (.yml)")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=_check)
+
+    p = sub.add_parser("bars", help="the 1-minute bars the bots recorded in their Redis")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = actions.add_parser("export", help="write them as CSV (t,symbol,o,h,l,c,v), one file per market: for replay or the lab's --prices")
+    a.add_argument("--out", type=Path, default=Path("."), help="the directory to write bars-MARKET.csv in (default: here)")
+    a.add_argument("--redis-url", help="the bots' Redis (default $QUANTSHIFT_AUDIT_REDIS_URL)")
+    a.set_defaults(func=_bars_export)
 
     p = sub.add_parser(
         "replay",

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The main job: the whole pipeline on the lab, on real LXC containers, from a fresh machine, with
 # both bots (equity on the Alpaca lab, crypto on the Coinbase lab) on each container.
-#   lab up (with Prometheus and Alertmanager) -> provision 100-102 -> release A bootstraps production
-#   -> release B goes paper -> shadow -> canary -> production (warm handover) -> a deliberately bad
+#   lab up (with Prometheus and Alertmanager) -> provision 100-102 -> release A (the example strategy
+#   ma_cross) bootstraps production -> a candidate with inverted signals is refused by the replay gate
+#   before paper -> release B (a real improvement: the ma_trend package in demo/strategies) passes the
+#   replay gate and goes paper -> shadow -> canary -> production (warm handover) -> a deliberately bad
 #   release C is forced to production, the handover's crash check / the gate catch it and roll back to
 #   B -> release D passes its gate and goes bad afterwards: the release guard on the host rolls back to
 #   B by itself, an alert fires and resolves, and the lab's webhook receiver shows every notification.
 # Demo shortcuts, said out loud: "now" for the window check is the next weekend day inside both bots'
-# windows; soak minimums are seconds instead of days; C skips the soak by an audited override.
+# windows; soak minimums are seconds instead of days; C skips the soak by an audited override; the
+# replay gate judges on 30 days of generated 1-minute bars (python -m lab.history), since a fresh lab
+# has recorded only minutes.
 # `quantshift lab down` removes it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,16 +49,35 @@ while not all(window.check(t, m).allowed for m in window.MARKETS):
     t += dt.timedelta(days=1)
 print(t.isoformat())')
 soak='{"quantshift_soak_durations": {"paper": 1, "shadow": 1, "canary": 1}}'
-manifest=$out/release-b.yml  # release B declares itself: id and risk class
-printf 'release: %s\nrisk_class: high\ndescription: demo release B\nrevision: %s\n' "$b" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" > "$manifest"
+revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# Each release declares itself: id, risk class and the strategy package it carries.
+manifest_a=$out/release-a.yml manifest=$out/release-b.yml manifest_x=$out/release-x.yml
+x=${QUANTSHIFT_RELEASE:-lab-$stamp}-x-inverted
+printf 'release: %s\nrisk_class: low\ndescription: demo release A, the example strategy\nrevision: %s\nstrategy: {name: ma_cross, package: %s}\n' \
+  "$a" "$revision" "$PWD/strategies/ma_cross" > "$manifest_a"
+printf 'release: %s\nrisk_class: high\ndescription: demo release B, a trend filter on the crossover\nrevision: %s\nstrategy: {name: ma_trend, package: %s}\n' \
+  "$b" "$revision" "$PWD/demo/strategies/ma_trend" > "$manifest"
+printf 'release: %s\nrisk_class: medium\ndescription: a worse candidate, signals inverted\nrevision: %s\nstrategy: {name: ma_inverted, package: %s}\n' \
+  "$x" "$revision" "$PWD/demo/strategies/ma_inverted" > "$manifest_x"
+bars=$out/bars-30d.csv  # the replay gate's market data: 30 days of the equity bot's symbols
+python -m lab.history --days 30 --symbols AAPL,MSFT,NVDA --seed 42 --out "$bars"
+replay=(-e "quantshift_replay_bars=$bars" -e quantshift_replay_market=equity)
 echo "window time used for production deploys: $at; soak minimums shortened to 1 s per stage (policy: days; each stage takes longer than that)"
 
-step "Release $a bootstraps production (empty lab: soak override, audited)"
-ansible-playbook playbooks/deploy-production.yml -e "quantshift_release=$a" -e "quantshift_deploy_at=$at" \
+step "Release $a (manifest $manifest_a: strategy ma_cross) bootstraps production (empty lab: soak override, audited)"
+ansible-playbook playbooks/deploy-production.yml -e "quantshift_manifest=$manifest_a" -e "quantshift_deploy_at=$at" \
   -e "quantshift_soak_override_reason='bootstrap: the lab starts with nothing in production'" -e quantshift_end_canary=false
 
-step "Release $b (manifest $manifest: risk high) to paper (102)"
-ansible-playbook playbooks/deploy-paper.yml -e "quantshift_manifest=$manifest"
+step "Candidate $x (strategy ma_inverted: signals inverted) is judged by the replay gate before paper, against production $a"
+if ansible-playbook playbooks/deploy-paper.yml -e "quantshift_manifest=$manifest_x" "${replay[@]}" > "$out/replay-refused.log" 2>&1; then
+  echo "the inverted candidate was NOT refused: see $out/replay-refused.log" >&2
+  exit 1
+fi
+grep -oE "REFUSED by the replay gate: [^\"]*" "$out/replay-refused.log" | head -1
+echo "refused before paper: nothing was copied to any host (report: build/reports/replay-$x.html)"
+
+step "Release $b (manifest $manifest: risk high, strategy ma_trend from demo/strategies) through the replay gate to paper (102)"
+ansible-playbook playbooks/deploy-paper.yml -e "quantshift_manifest=$manifest" "${replay[@]}"
 
 step "Release $b to shadow on the standby (101): same data as production, would-be orders, no orders"
 ansible-playbook playbooks/deploy-shadow.yml -e "quantshift_manifest=$manifest" -e "$soak"

@@ -117,11 +117,12 @@ def test_status_shows_every_bot_and_names_the_host_that_did_not_answer(tmp_path:
     assert a["ok"] and a["active"] == "a"
     from bot.health import document
 
-    assert {name: (b["slots"]["a"]["release"], b["slots"]["a"]["status"]) for name, b in a["bots"].items()} == {
-        name: (f"{name}-r1", document(engine)["status"]) for name, engine in host_front["engines"].items()
-    }
+    assert {
+        name: (b["slots"]["a"]["release"], b["slots"]["a"]["status"], b["slots"]["a"]["strategy"]) for name, b in a["bots"].items()
+    } == {name: (f"{name}-r1", document(engine)["status"], "ma_cross") for name, engine in host_front["engines"].items()}
     assert not doc["hosts"]["qs-gone"]["ok"] and f"127.0.0.1:{dead}" in doc["hosts"]["qs-gone"]["error"]
     assert doc["leases"]["ok"] and set(doc["leases"]["accounts"]["acct-eq"]) == {"AAA"}
     assert took < 10  # hosts asked in parallel, each bounded by --timeout
     table = quantshift("status", "-i", str(inv), "--redis-url", redis_url)
     assert "NOT ANSWERING: qs-gone" in table.stdout and "equity-r1" in table.stdout and "a*" in table.stdout
+    assert "STRATEGY" in table.stdout.splitlines()[0] and "ma_cross" in table.stdout

@@ -209,3 +209,23 @@ def test_each_strategy_package_passes_its_own_tests(package: str) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:]
     assert " passed" in done.stdout and " failed" not in done.stdout
+
+
+def test_recorded_bars_export_for_replay_and_the_lab(redis_url: str, tmp_path: Path) -> None:
+    """What the bots recorded, exported by `quantshift bars export`, is what the replay and the lab's
+    exchanges (`quantshift lab up --prices`) read."""
+    from bot.replay import read_bars
+    from lab.exchanges.market import Market
+
+    client = redis.Redis.from_url(redis_url)
+    marketdata.Recorder(client, "equity").record({"AAPL": [_bar(60 * i, 100.0 + i) for i in range(1, 31)]}, {"AAPL"})
+    marketdata.Recorder(client, "crypto").record({"BTC-USD": [_bar(60 * i, 50.0) for i in range(1, 11)]}, {"BTC-USD"})
+    done = subprocess.run(
+        [sys.executable, "-m", "quantshift", "bars", "export", "--redis-url", redis_url, "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "equity: 30 bars" in done.stdout and "crypto: 10 bars" in done.stdout
+    replayed = read_bars(tmp_path / "bars-equity.csv")
+    assert [b.c for b in replayed["AAPL"]] == [100.0 + i for i in range(1, 31)]
+    assert Market(csv_path=tmp_path / "bars-equity.csv").bar("AAPL", 120).c == 102.0

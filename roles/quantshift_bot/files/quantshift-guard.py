@@ -326,7 +326,8 @@ def host_status(cfg):
             doc = healthz(port_of(bot, slot))
             if doc:
                 slots[slot] = {
-                    k: doc.get(k) for k in ("status", "reason", "release", "mode", "account", "lease", "last_tick_age_s", "uptime_s")
+                    k: doc.get(k)
+                    for k in ("status", "reason", "release", "mode", "account", "strategy", "lease", "last_tick_age_s", "uptime_s")
                 }
         bots[bot["name"]] = {"active": active, "slots": slots}
     bake = read_json(bake_path(cfg)) or {}
