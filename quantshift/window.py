@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.errors import InputError
+from quantshift_bot.errors import InputError
 
 NEW_YORK = ZoneInfo("America/New_York")
 
