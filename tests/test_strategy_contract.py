@@ -4,6 +4,7 @@ bars the bots record (bot/quantshift_bot/marketdata.py), and how the replay gate
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import subprocess
 import sys
@@ -148,6 +149,24 @@ def test_the_wheelhouse_carries_the_strategy(tmp_path: Path) -> None:
         "1.0.0",
         {"fast": 3, "slow": 9},
     )
+    # Every wheel pinned with its file's hash; the lock it came from recorded; nothing of the controller.
+    requirements = subprocess.run(["tar", "-xOf", str(archive), "./requirements.txt"], capture_output=True, text=True, check=True).stdout
+    wheels = [n for n in listing.splitlines() if n.endswith(".whl") and "/tools/" not in n]
+    assert len(requirements.splitlines()) == len(wheels) and all(" --hash=sha256:" in line for line in requirements.splitlines())
+    assert not any(n.startswith("./quantshift-") for n in wheels) and "./tools/uv-" in listing
+    assert any(n.startswith("./quantshift_bot-") for n in wheels)
+    build = json.loads(subprocess.run(["tar", "-xOf", str(archive), "./build.json"], capture_output=True, text=True, check=True).stdout)
+    lock = ROOT / "requirements" / "host-py3.11.lock"
+    assert (build["lock"], build["unlocked"]) == ("host-py3.11.lock", []) and build["lock_sha256"] == hashlib.sha256(
+        lock.read_bytes()
+    ).hexdigest()
+    # A host Python the project has no lock for is refused, naming it, before anything is built.
+    refused = subprocess.run(
+        [str(ROOT / "scripts" / "build-wheelhouse.sh"), str(tmp_path / "other")],
+        env=env | {"QUANTSHIFT_TARGET_PYTHON": "3.12.3"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "Python 3.12.3 is not one the project serves (it serves 3.11, 3.13" in refused.stderr
+    assert not (tmp_path / "other").exists() or not list((tmp_path / "other").glob("*.tar"))
     env["QUANTSHIFT_STRATEGY"] = json.dumps({"name": "missing", "package": str(ROOT / "strategies" / "ma_cross"), "params": {}})
     done = subprocess.run(
         [str(ROOT / "scripts" / "build-wheelhouse.sh"), str(tmp_path)], env=env, capture_output=True, text=True, timeout=600
