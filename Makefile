@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup test lint unit demo bench image wheelhouse molecule clean help
+.PHONY: setup lock test lint unit demo bench image wheelhouse molecule clean help
 
 help:
 	@echo "make setup   install Debian packages (as root) and the venv at .venv"
 	@echo "make test    ruff, mypy, ansible-lint (production profile), pytest"
+	@echo "make lock    re-lock the dependencies with hashes (requirements/*.lock) after changing a pin"
 	@echo "make demo    the main job: the lab, then the pipeline on real LXC containers"
 	@echo "make bench   run the benchmarks and record their results in bench/"
 	@echo "make image   the Molecule platform image (Debian 12, systemd) in podman"
@@ -16,6 +17,9 @@ help:
 
 setup:
 	@scripts/setup.sh
+
+lock: setup
+	scripts/lock.sh
 
 lint: setup
 	ruff check .

@@ -12,12 +12,12 @@ from typing import Any
 import redis
 
 from bench.common import below, record
-from bot import config
-from bot.brokers.sim import SimBroker
-from bot.engine import Engine
-from bot.metrics import percentile
+from quantshift_bot import config
+from quantshift_bot.brokers.sim import SimBroker
+from quantshift_bot.engine import Engine
+from quantshift_bot.metrics import percentile
 from tests import labkit
-from tests.botkit import Bot, RedisServer
+from tests.botkit import Bot, RedisServer, strategy_on_path
 
 SYMBOLS = ("AAA", "BBB", "CCC", "DDD")
 
@@ -105,8 +105,8 @@ def sigterm_with_positions(facts: dict[str, Any], redis_url: str, tmp: Path, n: 
     out = []
     for close in ("false", "true"):
         redis.Redis.from_url(redis_url).flushall()
-        # A strategy that cannot signal yet (warm-up longer than the bars it reads): the positions stay as they are.
-        quiet = {"QS_STRATEGY_PARAMS": '{"fast": 50, "slow": 100}', "QS_BARS_LOOKBACK": "20"}
+        # A strategy that never signals (tests.botkit's): the positions stay as they are.
+        quiet = strategy_on_path(tmp / "strategies", "never")
         bot = Bot(
             _env(facts, redis_url, ",".join(symbols), QS_CLOSE_ON_SHUTDOWN=close, QS_MAX_EXPOSURE="1e9", QS_TICK_SECONDS="0.5", **quiet),
             tmp / f"sigterm-{close}.log",

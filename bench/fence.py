@@ -22,13 +22,13 @@ from typing import Any
 import redis
 
 from bench.common import below, record
-from bot import config
-from bot.brokers.sim import SimBroker
-from bot.engine import Engine
-from bot.metrics import percentile
-from bot.models import OrderRequest
+from quantshift_bot import config
+from quantshift_bot.brokers.sim import SimBroker
+from quantshift_bot.engine import Engine
+from quantshift_bot.metrics import percentile
+from quantshift_bot.models import OrderRequest
 from tests import chaoskit, labkit
-from tests.botkit import Bot, RedisServer
+from tests.botkit import Bot, RedisServer, strategy_on_path
 
 SYMBOLS = ("AAA", "BBB")
 
@@ -100,9 +100,9 @@ def per_order(redis_url: str, n: int = 2000) -> list[dict[str, Any]]:
 
 
 def per_takeover(facts: dict[str, Any], n: int = 20) -> list[dict[str, Any]]:
-    from bot.brokers.alpaca import AlpacaBroker
-    from bot.brokers.coinbase import CoinbaseBroker
-    from bot.config import AlpacaSettings, CoinbaseSettings
+    from quantshift_bot.brokers.alpaca import AlpacaBroker
+    from quantshift_bot.brokers.coinbase import CoinbaseBroker
+    from quantshift_bot.config import AlpacaSettings, CoinbaseSettings
 
     a, c = facts["alpaca"]["live"], facts["coinbase"]["live"]
     brokers = {
@@ -147,7 +147,7 @@ def convergence(facts: dict[str, Any], redis_url: str, tmp: Path, rounds: int = 
     outside = TradingClient(standby["key_id"], standby["secret_key"], url_override=facts["alpaca_url"])
     outside.submit_order(MarketOrderRequest(symbol="MSFT", qty=100, side="buy", time_in_force="day"))
     tick, every = 0.1, 10
-    quiet = {"QS_STRATEGY_PARAMS": '{"fast": 50, "slow": 100}', "QS_BARS_LOOKBACK": "20", "QS_TICK_SECONDS": str(tick)}
+    quiet = strategy_on_path(tmp / "strategies", "never") | {"QS_TICK_SECONDS": str(tick)}  # never signals
     env = chaoskit.bot_env(facts, redis_url, "alpaca", "primary", "bench", QS_SYMBOLS="MSFT", QS_RECONCILE_EVERY=str(every), **quiet)
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     key = f"qs:{chaoskit.ACCOUNT['alpaca']}:positions"

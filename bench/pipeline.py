@@ -76,10 +76,16 @@ def main() -> None:
             provision, _ = _timed(env, "provision.yml")
             paper_fresh, _ = _timed(env, "deploy-paper.yml", "-e", "quantshift_release=b1")
             paper_again, paper_out = _timed(env, "deploy-paper.yml", "-e", "quantshift_release=b1")
+            # A new release on a host that has one: the venv made by uv (from the wheelhouse), then by pip.
+            paper_uv, _ = _timed(env, "deploy-paper.yml", "-e", "quantshift_release=b2")
+            paper_pip, _ = _timed(env, "deploy-paper.yml", "-e", "quantshift_release=b3", "-e", "quantshift_bot_installer=pip")
+            paper_ip = primary.rsplit(".", 1)[0] + ".12"
+            landed = labkit.ssh(facts, paper_ip, "du -sk /opt/quantshift/releases/b2 | cut -f1; python3 -V", timeout=60).stdout.split()
 
             prod_fresh, _ = _timed(env, "deploy-production.yml", "-e", "quantshift_release=p1", *bootstrap)
             since = time.time()
-            prod_handover, _ = _timed(env, "deploy-production.yml", "-e", "quantshift_release=p2", *bootstrap)
+            profiled = env | {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "6"}
+            prod_handover, handover_out = _timed(profiled, "deploy-production.yml", "-e", "quantshift_release=p2", *bootstrap)
             handover_gaps = [_gap(facts, primary, "p2", since)]
             prod_again, again_out = _timed(env, "deploy-production.yml", "-e", "quantshift_release=p2", *bootstrap)
             default_env = env | {"ANSIBLE_CONFIG": str(_default_cfg(tmp))}
@@ -114,6 +120,8 @@ def main() -> None:
             )
             rollback_s = back - crash
     h, r = statistics.median(handover_gaps), statistics.median(restart_gaps)
+    # Where the warm handover's time goes: Ansible's own task profile (the slowest tasks, summed per name).
+    slowest = re.findall(r"^(.+?) -{3,} (\d+\.\d+)s$", handover_out, re.M)
     figures: list[dict[str, Any]] = [
         {
             "name": "provision.yml: 3 containers from nothing until systemd runs in each (lxc)",
@@ -128,6 +136,18 @@ def main() -> None:
             "unit": "s",
             "target": "< 30",
             "met": paper_fresh < 30,
+        },
+        {
+            "name": f"deploy-paper.yml, a new release on a host running one: its venv made by uv from the wheelhouse ({' '.join(landed[1:])})",
+            "value": round(paper_uv, 1),
+            "unit": "s",
+            "baseline": f"{paper_pip:.1f} s with pip (quantshift_bot_installer=pip), same host, same wheelhouse",
+        },
+        {
+            "name": "what lands on a host per release: the bot runtime, the strategy and their dependencies (wheelhouse + venv)",
+            "value": round(int(landed[0]) / 1024, 1),
+            "unit": "MiB",
+            "baseline": "before: the same plus the controller's packages (quantshift, lab, proxmox) in site-packages",
         },
         {
             "name": f"deploy-paper.yml again, same release (changed={_changed(paper_out, 'quantshift-paper')})",
@@ -185,6 +205,9 @@ def main() -> None:
             "value": round(statistics.median(rollback_walls), 1),
             "unit": "s",
         },
+    ]
+    figures += [
+        {"name": f"... of which (profile_tasks): {task.strip()}", "value": float(seconds), "unit": "s"} for task, seconds in slowest[:6]
     ]
     print(record("pipeline", [below(f) for f in figures], backend="lxc"))
 

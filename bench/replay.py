@@ -18,9 +18,9 @@ from typing import Any
 import redis
 
 from bench.common import below, record
-from bot import config
-from bot.brokers.sim import SimBroker
-from bot.engine import Engine
+from quantshift_bot import config
+from quantshift_bot.brokers.sim import SimBroker
+from quantshift_bot.engine import Engine
 from tests.botkit import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent

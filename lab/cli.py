@@ -1,6 +1,6 @@
 """`quantshift lab up|down|status|env|webhooks|scan-secrets`: the lab's command group (mounted by the
 quantshift command; the lab itself imports nothing of the rest: this group takes only the command's exit
-codes and error marks from bot.errors, as every group does)."""
+codes and error marks from quantshift_bot.errors, as every group does)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.errors import EXIT_NO, EXIT_OK, InputError
 from lab.errors import LabError
+from quantshift_bot.errors import EXIT_NO, EXIT_OK, InputError
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):

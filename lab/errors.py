@@ -1,6 +1,6 @@
 """The lab's errors. The lab stands in for the outside world and imports nothing of ours, so its one
 mark of an error the operator can act on is its own `LabError` (the rest of the code has
-bot.errors.UserError); the `quantshift` command prints either as one line, without a traceback."""
+quantshift_bot.errors.UserError); the `quantshift` command prints either as one line, without a traceback."""
 
 from __future__ import annotations
 

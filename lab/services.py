@@ -115,9 +115,10 @@ def up(lab: settings.LabSettings, backend: str, progress: Any = print, with_moni
     _ensure_exchange_accounts(lab)
     _ensure_ssh_key(lab)
     if backend == "lxc":
-        if not (lab.template_rootfs / "etc" / "os-release").exists():
-            progress("building the container template with debootstrap (about a minute, once per machine)")
-            template.build(lab.template_rootfs)
+        for name, suite in settings.TEMPLATES.items():  # Debian 12 and 13: hosts with Python 3.11 and 3.13
+            if not (lab.rootfs_of(name) / "etc" / "os-release").exists():
+                progress(f"building the container template {name} with debootstrap {suite} (about a minute, once per machine)")
+                template.build(lab.rootfs_of(name), suite=suite)
         if network.ensure_bridge(lab):
             state["bridge_created"] = True
             _write_state(lab, state)

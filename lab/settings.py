@@ -9,8 +9,13 @@ from pathlib import Path
 
 NODE_NAME = "lab"
 STORAGE = "local"
-TEMPLATE_NAME = "debian-12-quantshift-lab_12.0-3_amd64.tar.zst"
+TEMPLATE_NAME = "debian-12-quantshift-lab_12.0-3_amd64.tar.zst"  # the default: Debian 12, Python 3.11
 TEMPLATE_VOLID = f"{STORAGE}:vztmpl/{TEMPLATE_NAME}"
+# Every template the lab can build: its file name -> the Debian suite debootstrap builds it from.
+TEMPLATES = {
+    TEMPLATE_NAME: "bookworm",
+    "debian-13-quantshift-lab_13.0-1_amd64.tar.zst": "trixie",  # Debian 13, Python 3.13
+}
 TOKEN_USER = "root@pam"
 TOKEN_NAME = "quantshift"
 
@@ -71,7 +76,11 @@ class LabSettings:
 
     @property
     def template_rootfs(self) -> Path:
-        return self.cache_dir / "templates" / TEMPLATE_NAME.removesuffix(".tar.zst") / "rootfs"
+        return self.rootfs_of(TEMPLATE_NAME)
+
+    def rootfs_of(self, name: str) -> Path:
+        """Where the template `name` (a key of TEMPLATES) is built."""
+        return self.cache_dir / "templates" / name.removesuffix(".tar.zst") / "rootfs"
 
     @property
     def ssh_key(self) -> Path:

@@ -1,4 +1,4 @@
-"""The container template: a Debian 12 rootfs with systemd and sshd, built once with debootstrap.
+"""The container templates: a Debian 12 (or 13) rootfs with systemd and sshd, built once with debootstrap.
 
 The lab publishes it as `local:vztmpl/...`; the lxc backend lays each container over it
 (overlayfs), so a create costs milliseconds instead of unpacking 300 MB.
@@ -91,9 +91,9 @@ def run_watched(
         raise TemplateError(f"{what} failed (exit {code}):\n" + "\n".join(tail))
 
 
-def build(rootfs: Path, log: Path | None = None) -> Path:
-    """Build the template at `rootfs` unless it is already there; a failed build leaves nothing but the
-    debootstrap log (`log`, default next to the template)."""
+def build(rootfs: Path, log: Path | None = None, suite: str = "bookworm") -> Path:
+    """Build the template of Debian `suite` at `rootfs` unless it is already there; a failed build leaves
+    nothing but the debootstrap log (`log`, default next to the template)."""
     if (rootfs / "etc" / "os-release").exists():
         return rootfs
     if shutil.which("debootstrap") is None:
@@ -102,8 +102,8 @@ def build(rootfs: Path, log: Path | None = None) -> Path:
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=rootfs.parent))
     try:
         run_watched(
-            ["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), "bookworm", str(work), MIRROR],
-            f"lab template: debootstrap bookworm from {MIRROR}",
+            ["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), suite, str(work), MIRROR],
+            f"lab template: debootstrap {suite} from {MIRROR}",
             log or rootfs.parent / "debootstrap.log",
         )
         _customise(work)

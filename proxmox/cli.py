@@ -8,7 +8,7 @@ import re
 import sys
 from typing import Any
 
-from bot.errors import EXIT_ERROR, EXIT_NO, EXIT_OK, InputError, existing_file, int_from
+from quantshift_bot.errors import EXIT_ERROR, EXIT_NO, EXIT_OK, InputError, existing_file, int_from
 
 EXIT_PENDING = EXIT_NO  # `plan`: is the node as the spec says? No: changes are pending (playbooks/provision.yml relies on 3)
 SNAPSHOT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,39}$")  # as Proxmox VE checks it; "current" is taken

@@ -13,8 +13,8 @@ import yaml
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
 
-from bot.errors import UserError
 from proxmox.spec import Endpoint
+from quantshift_bot.errors import UserError
 
 TOKEN_ID_ENV = "QUANTSHIFT_PVE_TOKEN_ID"
 TOKEN_SECRET_ENV = "QUANTSHIFT_PVE_TOKEN_SECRET"

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from bot.errors import UserError
+from quantshift_bot.errors import UserError
 
 MANAGED_TAG = "managed-by-quantshift"
 ROLES = ("primary", "standby", "paper")

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.errors import UserError
+from quantshift_bot.errors import UserError
 
 KINDS = ("deploy", "promotion", "gate", "override", "rollback", "lock")
 OUTCOMES = ("ok", "failed", "refused", "started")

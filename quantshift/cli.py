@@ -7,8 +7,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bot.errors import EXIT_INTERRUPTED, Parser, UserError, exit_code
 from lab.errors import LabError
+from quantshift_bot.errors import EXIT_INTERRUPTED, Parser, UserError, exit_code
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -67,7 +67,7 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     for module in (
         "lab.cli",
         "proxmox.cli",
-        "bot.cli",
+        "quantshift_bot.cli",
         "quantshift.deploy_cli",
         "quantshift.guard_cli",
         "quantshift.status_cli",

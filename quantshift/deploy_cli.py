@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from bot.errors import (
+from quantshift_bot.errors import (
     EXIT_ERROR,
     EXIT_NO,
     EXIT_OK,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.errors import InputError, UserError
+from quantshift_bot.errors import InputError, UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INVENTORY = ROOT / "inventory" / "lab" / "hosts.py"
@@ -121,7 +121,7 @@ def _ask(host: Host, timeout: float) -> dict[str, Any]:
 def _leases(redis_url: str, accounts: set[str]) -> dict[str, Any]:
     import redis
 
-    from bot.lease import leases_of
+    from quantshift_bot.lease import leases_of
 
     try:
         client = redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot import monitor
+from quantshift_bot import monitor
 
 PROGRESS_EVERY_S = 5.0  # a waiting command says how it goes at most this often
 
@@ -80,7 +80,7 @@ class GateResult:
 
 
 def evaluate(candidate: dict[str, Any], production: dict[str, Any] | None, t: GateThresholds, restarts: int | None = None) -> GateResult:
-    """`candidate`/`production`: reports from bot.monitor.check (health + metrics)."""
+    """`candidate`/`production`: reports from quantshift_bot.monitor.check (health + metrics)."""
     health = candidate.get("health") or {}
     m = candidate.get("metrics") or {}
     status = health.get("status", "unreachable")

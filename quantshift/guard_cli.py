@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.errors import EXIT_ERROR, EXIT_OK, command_line, text
+from quantshift_bot.errors import EXIT_ERROR, EXIT_OK, command_line, text
 
 GUARD = "/usr/local/lib/quantshift/quantshift-guard.py"
 

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.errors import InputError
+from quantshift_bot.errors import InputError
 
 # The release id's one definition on the controller; the bot role checks hosts' input against the same
 # pattern (roles/quantshift_bot/vars/main.yml: quantshift_bot_release_pattern, pinned equal by a test).

@@ -24,7 +24,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.errors import InputError, UserError
+from quantshift_bot.errors import InputError, UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = ROOT / "build" / "venvs"
@@ -74,7 +74,7 @@ def ensure(archive: Path, cache: Path = DEFAULT_CACHE, host_python: str | None =
             shutil.rmtree(home, ignore_errors=True)
             raise InputError(f"{archive}: not a wheelhouse archive ({err})") from None
         requirements = found.wheelhouse / "requirements.txt"
-        wanted = ["-r", str(requirements)] if requirements.is_file() else ["quantshift"]
+        wanted = ["-r", str(requirements)] if requirements.is_file() else ["quantshift-bot"]
         python = host_python or shutil.which("python3") or sys.executable
         uv = shutil.which("uv") or (str(Path(sys.executable).parent / "uv") if (Path(sys.executable).parent / "uv").is_file() else None)
         if uv:

@@ -1,6 +1,6 @@
 """`quantshift strategy new NAME`: a strategy package of the user's own, ready to test, build and name in
 a release manifest. It starts as a small working breakout with its tests, so the author edits something
-that already keeps the contract (bot.strategy; STRATEGY.md at the repository root) instead of a blank page.
+that already keeps the contract (quantshift_bot.strategy; STRATEGY.md at the repository root) instead of a blank page.
 
 Nothing is written until the name and the place have passed every check, and nothing is ever overwritten:
 the package directory is created exclusively, and removed again if writing into it fails."""
@@ -17,7 +17,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from bot.errors import EXIT_OK, InputError, UserError, text
+from quantshift_bot.errors import EXIT_OK, InputError, UserError, text
 
 # What a release names; the import package and the distribution are derived from it.
 NAME = re.compile(r"[a-z][a-z0-9_]{1,39}")
@@ -56,7 +56,7 @@ def new(name: str, parent: Path) -> Path:
     """Scaffold the strategy package `name` in parent/name and return that directory. InputError (one line,
     nothing written) for a bad or installed name, a missing parent or an existing target; UserError when
     the files cannot be written."""
-    from bot.strategy import GROUP, available
+    from quantshift_bot.strategy import GROUP, available
 
     names = Names.of(name)
     installed = available().get(name)
@@ -136,7 +136,7 @@ version = "0.1.0"
 description = "The QuantShift strategy ${name}"
 readme = "README.md"
 requires-python = ">=3.11"
-# No dependency on the bot runtime (the `bot` package: bot.models and the strategy contract): the
+# No dependency on the bot runtime (the `quantshift_bot` package: quantshift_bot.models and the strategy contract): the
 # QuantShift release that runs this strategy provides it. List here only what the strategy itself imports.
 dependencies = []
 
@@ -162,7 +162,7 @@ Long when the latest close breaks above the highest high of the `entry_bars` bar
 breaks below the lowest low of the `exit_bars` bars before it, or at the protective stop or target.
 
 The contract every strategy keeps (STRATEGY.md at the root of the QuantShift repository has it in full;
-`bot.strategy.check` tests it, and the bot runs that check before it trades):
+`quantshift_bot.strategy.check` tests it, and the bot runs that check before it trades):
 - the bot finds the strategy through the entry point `${name}` in the group `quantshift.strategies`
   (pyproject.toml), which names `make`: `make(params)` gets the release manifest's `params` (numbers)
   and raises ValueError for a name it does not know or a value it cannot use;
@@ -181,7 +181,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bot.models import Bar, Position, Signal
+from quantshift_bot.models import Bar, Position, Signal
 
 # What a release manifest's `params` may set, and the value of each one it leaves out.
 DEFAULTS: Mapping[str, float] = {
@@ -277,8 +277,8 @@ from __future__ import annotations
 import pytest
 from ${package} import make
 
-from bot.models import Bar, Position, Signal
-from bot.strategy import check
+from quantshift_bot.models import Bar, Position, Signal
+from quantshift_bot.strategy import check
 
 NAME = "${name}"
 LOOKBACK = 60  # the bars the bot gives `decide` by default (QS_BARS_LOOKBACK)

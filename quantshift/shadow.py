@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot import monitor
 from quantshift.gate import Check, GateResult, Progress, to_stderr
+from quantshift_bot import monitor
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.errors import EXIT_ERROR, EXIT_OK, float_in, redis_url, text
+from quantshift_bot.errors import EXIT_ERROR, EXIT_OK, float_in, redis_url, text
 
 _positive = float_in(above=0)
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.errors import EXIT_INCONCLUSIVE, EXIT_NO, EXIT_OK, InputError, UserError, existing_file, state_file, text
+from quantshift_bot.errors import EXIT_INCONCLUSIVE, EXIT_NO, EXIT_OK, InputError, UserError, existing_file, state_file, text
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASES = ROOT / "build" / "releases"  # <release>.tar -> the wheelhouse it was deployed from (the replay baseline)
@@ -62,7 +62,7 @@ def check(archive: Path) -> dict[str, Any]:
     from quantshift import releasevenv
 
     venv = releasevenv.ensure(archive)
-    done = subprocess.run([str(venv.python), "-m", "bot", "strategy", "--json"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([str(venv.python), "-m", "quantshift_bot", "strategy", "--json"], capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
         raise InputError(f"the release in {archive.name} is refused: {last.removeprefix('bot: ').removeprefix('quantshift: ')}")
@@ -107,10 +107,10 @@ def production_release(records: list[Any]) -> str | None:
 
 
 def bars_from_redis(url: str, out: Path) -> dict[str, Path]:
-    """The bars the bots recorded (bot/marketdata.py), one CSV per market: {market: file}."""
+    """The bars the bots recorded (bot/quantshift_bot/marketdata.py), one CSV per market: {market: file}."""
     import redis
 
-    from bot import marketdata
+    from quantshift_bot import marketdata
 
     try:
         client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=10)
@@ -124,7 +124,7 @@ def replay_side(archive: Path, bars: Path, market: str, out: Path) -> dict[str, 
     from quantshift import releasevenv
 
     venv = releasevenv.ensure(archive)
-    argv = [str(venv.python), "-m", "bot", "replay", "--bars", str(bars), "--market", market, "--out", str(out)]
+    argv = [str(venv.python), "-m", "quantshift_bot", "replay", "--bars", str(bars), "--market", market, "--out", str(out)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         last = (done.stderr.strip() or "no output").splitlines()[-1]
@@ -141,8 +141,8 @@ def replay(
     """Both releases over the same bars, each market in turn; the worst verdict over the markets."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from bot import compare, report
     from quantshift import releasevenv
+    from quantshift_bot import compare, report
 
     with ThreadPoolExecutor(2) as pool:  # the two venvs build at once the first time
         list(pool.map(releasevenv.ensure, (candidate, production)))

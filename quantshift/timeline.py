@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.errors import UserError
+from quantshift_bot.errors import UserError
 
 STAGES = ("paper", "shadow", "canary", "production")  # the order of quantshift.soak.STAGES
 STAGE_COLORS = {"paper": "#a0aec0", "shadow": "#d9822b", "canary": "#d69e2e", "production": "#2b6cb0"}
@@ -284,7 +284,7 @@ def _marker(shape: str, x: float, y: float, text: str, named: bool = True) -> st
 
 def svg(tl: Timeline) -> str:
     """The timeline: a lane per release and stage it reached, its stays as bars, its marks on them."""
-    from bot.report import time_axis, x_axis_svg
+    from quantshift_bot.report import time_axis, x_axis_svg
 
     lanes = _lanes(tl)
     if not lanes:
@@ -383,7 +383,7 @@ def _legend() -> str:
 
 def render(records: list[dict[str, Any]]) -> str:
     """The deploy timeline of these audit records (as audit.jsonl holds them) as one self-contained HTML page."""
-    from bot.report import CSS
+    from quantshift_bot.report import CSS
 
     tl = build(records)
     made = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

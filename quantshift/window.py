@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.errors import InputError
+from quantshift_bot.errors import InputError
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -35,12 +35,56 @@ class Decision:
     reason: str
 
 
+@dataclass(frozen=True)
+class Sessions:
+    """The NYSE sessions the exchange calendar knows, in unix seconds: what the window reads."""
+
+    first_minute: float
+    last_open: float
+    opens: list[float]  # sorted
+    closes: list[float]  # closes[i] ends the session opened at opens[i]
+    by_date: dict[str, int]  # New York date (YYYY-MM-DD) -> its session's index
+
+
 @lru_cache(maxsize=1)
-def _calendar() -> Any:
+def _sessions() -> Sessions:
+    """The sessions, from a cache file kept per exchange_calendars version and month (a deploy's window
+    check then costs milliseconds instead of importing pandas, about a second), else from the calendar."""
+    import json
+    import os
+    from importlib import metadata
+    from pathlib import Path
+
+    version = metadata.version("exchange_calendars")
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = home / "quantshift" / f"xnys-{version}-{dt.datetime.now(dt.UTC):%Y-%m}.json"
+    try:
+        doc = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        doc = _from_calendar()
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(doc))
+            tmp.replace(cache)
+        except OSError:
+            pass  # no cache: the next check asks the calendar again
+    opens, closes = [float(t) for t in doc["opens"]], [float(t) for t in doc["closes"]]
+    by_date = {dt.datetime.fromtimestamp(t, NEW_YORK).strftime("%Y-%m-%d"): i for i, t in enumerate(opens)}
+    return Sessions(float(doc["first_minute"]), float(doc["last_open"]), opens, closes, by_date)
+
+
+def _from_calendar() -> dict[str, Any]:
     # Imported here: it pulls in pandas and takes a second; only the controller ever asks.
     import exchange_calendars
 
-    return exchange_calendars.get_calendar("XNYS")
+    cal = exchange_calendars.get_calendar("XNYS")
+    return {
+        "first_minute": cal.first_minute.timestamp(),
+        "last_open": cal.session_open(cal.last_session).timestamp(),
+        "opens": [t.timestamp() for t in cal.opens],
+        "closes": [t.timestamp() for t in cal.closes],
+    }
 
 
 def _utc(t: dt.datetime) -> dt.datetime:
@@ -55,8 +99,8 @@ def _utc(t: dt.datetime) -> dt.datetime:
 
 def _within_calendar(now: dt.datetime) -> None:
     """The exchange calendar knows the past sessions since 2006 and the next year's; the next open must be in it."""
-    cal = _calendar()
-    first, last = cal.first_minute.to_pydatetime(), cal.session_open(cal.last_session).to_pydatetime()
+    cal = _sessions()
+    first, last = dt.datetime.fromtimestamp(cal.first_minute, dt.UTC), dt.datetime.fromtimestamp(cal.last_open, dt.UTC)
     if not first <= now < last:
         raise WindowError(
             f"{now:%Y-%m-%d %H:%M} UTC is outside the exchange calendar ({first:%Y-%m-%d} to {last:%Y-%m-%d %H:%M} UTC): give a time within it"
@@ -79,15 +123,15 @@ def check(now: dt.datetime, market: str = "equity", rules: WindowRules | None = 
         return Decision(True, f"{local:%Y-%m-%d %H:%M} New York, {day}: inside the crypto weekend window")
     if market != "equity":
         raise WindowError(f"market must be equity or crypto, got {market!r}")
-    import pandas as pd
+    import bisect
 
-    cal = _calendar()
-    stamp = pd.Timestamp(now)
-    date = pd.Timestamp(local.date())
-    next_open = cal.next_open(stamp).to_pydatetime()
-    if cal.is_session(date):
-        close = cal.session_close(date).to_pydatetime()
-        open_ = cal.session_open(date).to_pydatetime()
+    cal = _sessions()
+    at = now.timestamp()
+    next_open = dt.datetime.fromtimestamp(cal.opens[bisect.bisect_right(cal.opens, at)], dt.UTC)
+    today = cal.by_date.get(f"{local:%Y-%m-%d}")
+    if today is not None:
+        close = dt.datetime.fromtimestamp(cal.closes[today], dt.UTC)
+        open_ = dt.datetime.fromtimestamp(cal.opens[today], dt.UTC)
         early = " (early close)" if close.astimezone(NEW_YORK).hour < 16 else ""
         if open_ - dt.timedelta(minutes=r.before_open_minutes) <= now < close + dt.timedelta(minutes=r.after_close_minutes):
             if now < open_:

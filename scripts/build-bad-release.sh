@@ -25,7 +25,7 @@ case $defect in
 esac
 src=$(mktemp -d)
 trap 'rm -rf "$src"' EXIT
-for part in pyproject.toml README.md scripts bot proxmox lab quantshift strategies; do cp -a "$root/$part" "$src/"; done
+for part in pyproject.toml README.md requirements scripts bot proxmox lab quantshift strategies; do cp -a "$root/$part" "$src/"; done
 find "$src" -name __pycache__ -prune -exec rm -rf {} +
 python3 - "$src/strategies/ma_cross/src/quantshift_ma_cross/__init__.py" "$code" <<'PY'
 import sys
@@ -37,7 +37,7 @@ text = text.replace(anchor, anchor + '        if symbol != "PROBE":  # live symb
 open(path, "w").write(text)
 PY
 if [[ $defect == errors ]]; then
-  python3 - "$src/bot/brokers/alpaca.py" <<'PY'
+  python3 - "$src/bot/quantshift_bot/brokers/alpaca.py" <<'PY'
 import sys
 path = sys.argv[1]
 text = open(path).read()
@@ -50,7 +50,7 @@ open(path, "w").write(text)
 PY
 fi
 if [[ $defect == losses ]]; then
-  python3 - "$src/bot/strategy.py" <<'PY'
+  python3 - "$src/bot/quantshift_bot/strategy.py" <<'PY'
 import sys
 path = sys.argv[1]
 text = open(path).read()

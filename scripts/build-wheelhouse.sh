@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the wheelhouse the hosts install from (they have no package index): the quantshift wheel, the
-# release's strategy package and every runtime dependency, as one archive Ansible copies in one transfer.
+# Build the wheelhouse the hosts install from (they have no package index): the bot runtime's wheel
+# (bot/: quantshift-bot, nothing of the controller), the release's strategy package and every runtime dependency, as one archive Ansible copies in one transfer.
 # The strategy comes from QUANTSHIFT_STRATEGY, a JSON {"name", "package", "params"} (a release manifest's
 # strategy section, as `quantshift deploy manifest` prints it); default: the example ma_cross.
 # The archive also carries strategy.json (what the bots load) and requirements.txt (what the host installs).
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(realpath -m "${1:-build}")  # absolute: callers run it from anywhere
 py=${PYTHON:-.venv/bin/python}
-version=$("$py" -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')
+version=$("$py" -c 'import tomllib; print(tomllib.load(open("bot/pyproject.toml","rb"))["project"]["version"])')
 # The strategy, checked and normalised (name, package: an absolute directory or a pinned requirement, params).
 strategy=$("$py" - "${QUANTSHIFT_STRATEGY:-}" <<'PY'
 import dataclasses, json, sys
@@ -25,14 +25,23 @@ if [[ -d $package ]]; then
   mapfile -t strategy_files < <(find "$package" -type f \( -name '*.py' -o -name 'pyproject.toml' -o -name 'setup.cfg' -o -name '*.json' -o -name '*.txt' \) \
     -not -path '*/build/*' -not -path '*.egg-info/*' -not -path '*/__pycache__/*' -not -path '*/.*' | sort)
 fi
+# The host's Python (the role finds it; default Debian 12's) and the locked dependencies for it.
+target=${QUANTSHIFT_TARGET_PYTHON:-3.11.2}
+minor=$(echo "$target" | cut -d. -f1,2)
+lock=requirements/host-py$minor.lock
+if [[ ! -f $lock ]]; then
+  served=$(ls requirements/host-py*.lock 2>/dev/null | sed 's/.*host-py\(.*\)\.lock/\1/' | paste -sd, | sed 's/,/, /g')
+  echo "build-wheelhouse: Python $target is not one the project serves (it serves ${served:-none}: requirements/host-py*.lock; see make lock)" >&2
+  exit 2
+fi
 # Content hash of everything that goes into the archive: it is rebuilt exactly when one changes.
-stamp=$( (cat pyproject.toml "$0" $(find bot proxmox lab quantshift -name '*.py' | sort) ${strategy_files[@]+"${strategy_files[@]}"}; echo "$strategy") \
+stamp=$( (cat bot/pyproject.toml "$0" "$lock" requirements/tools.lock $(find bot -name '*.py' -not -path '*/build/*' | sort) ${strategy_files[@]+"${strategy_files[@]}"}; echo "$strategy $minor") \
   | sha256sum | cut -c1-12)
 dir="$out/wheelhouse"
 mkdir -p "$out"
 exec 9>"$out/.wheelhouse.lock"  # one build at a time per output directory (parallel deploys, tests)
 flock 9
-archive="$out/wheelhouse-$version-$stamp.tar"
+archive="$out/wheelhouse-$version-py$minor-$stamp.tar"
 latest="$out/wheelhouse.tar"  # a stable name for playbooks; points at the newest build
 if [[ -f $archive ]]; then
   ln -sfn "$(basename "$archive")" "$latest"
@@ -40,8 +49,11 @@ if [[ -f $archive ]]; then
 fi
 rm -rf "$dir" && mkdir -p "$dir"
 quiet=(--quiet --disable-pip-version-check)
-"$py" -m pip wheel "${quiet[@]}" --no-deps --wheel-dir "$dir" . 2>/dev/null >&2
-wanted=("$dir"/quantshift-*.whl)
+if ! "$py" -m pip wheel "${quiet[@]}" --no-deps --wheel-dir "$dir" ./bot >/dev/null 2>"$out/.bot-build.log"; then
+  echo "build-wheelhouse: the bot runtime (bot/) does not build: $(tail -1 "$out/.bot-build.log")" >&2
+  exit 1
+fi
+wanted=("$dir"/quantshift_bot-*.whl)
 if [[ -d $package ]]; then
   before=$(ls "$dir")
   if ! "$py" -m pip wheel "${quiet[@]}" --no-deps --wheel-dir "$dir" "$package" >/dev/null 2>"$out/.strategy-build.log"; then
@@ -53,18 +65,22 @@ if [[ -d $package ]]; then
 else
   wanted+=("$package")
 fi
-# Resolve the dependencies for the hosts' Python (Debian 12: 3.11.2), binary wheels for their glibc.
-# pip evaluates environment markers against the controller's Python even with --python-version, so
-# what the hosts need beyond that is named here: redis wants async-timeout below Python 3.11.3.
-target=${QUANTSHIFT_TARGET_PYTHON:-3.11.2}
+# The locked dependencies for the host's Python, binary wheels for its glibc, each checked against the
+# lock's hashes; then whatever the strategy package needs beyond them (constrained to the lock's versions).
 platforms=()
 for tag in manylinux_2_36 manylinux_2_34 manylinux_2_28 manylinux_2_27 manylinux_2_24 manylinux_2_17 manylinux2014 manylinux_2_5 manylinux1 linux; do
   platforms+=(--platform "${tag}_x86_64")
 done
-"$py" -m pip download "${quiet[@]}" --dest "$dir" --only-binary=:all: --python-version "$target" --implementation cp \
-  "${platforms[@]}" "${wanted[@]}" "async-timeout>=4.0.3" 2> >(grep -v -e "is ignored: it is neither" >&2) >&2
+for_host=(--only-binary=:all: --python-version "$target" --implementation cp "${platforms[@]}")
+noise=(grep -v -e "is ignored: it is neither")
+"$py" -m pip download "${quiet[@]}" --dest "$dir" "${for_host[@]}" --no-deps --require-hashes -r "$lock" 2> >("${noise[@]}" >&2) >&2
+# The installer the host uses, uv (a static binary in a wheel), kept apart from what it installs.
+"$py" -m pip download "${quiet[@]}" --dest "$dir/tools" --only-binary=:all: --implementation cp "${platforms[@]}" --python-version "$target" \
+  --no-deps --require-hashes -r requirements/tools.lock 2> >("${noise[@]}" >&2) >&2
+grep -oE '^[A-Za-z0-9._-]+==[^ ;\\]+' "$lock" > "$out/.constraints.txt"
+"$py" -m pip download "${quiet[@]}" --dest "$dir" "${for_host[@]}" -c "$out/.constraints.txt" "${wanted[@]:1}" 2> >("${noise[@]}" >&2) >&2
 # What the bots load (strategy.json) and what the host installs (requirements.txt), from the wheels themselves.
-"$py" - "$dir" "$strategy" <<'PY'
+"$py" - "$dir" "$strategy" "$lock" "$target" <<'PY'
 import json, pathlib, sys, zipfile
 from email.parser import Parser
 wheelhouse, spec = pathlib.Path(sys.argv[1]), json.loads(sys.argv[2])
@@ -86,7 +102,26 @@ for wheel in sorted(wheelhouse.glob("*.whl")):
 if found is None:
     sys.exit(f"build-wheelhouse: no package in the wheelhouse offers the strategy {spec['name']!r} (an entry point in quantshift.strategies)")
 (wheelhouse / "strategy.json").write_text(json.dumps({**spec, "distribution": found[0], "version": found[1]}, indent=2, sort_keys=True) + "\n")
-(wheelhouse / "requirements.txt").write_text(f"quantshift\n{found[0]}=={found[1]}\n")
+# Every wheel pinned with its file's hash: the host installs exactly these, hashes required.
+import hashlib, re
+lines, names = [], set()
+for wheel in sorted(wheelhouse.glob("*.whl")):
+    name, version = wheel.name.split("-")[:2]
+    names.add(re.sub(r"[-_.]+", "-", name).lower())
+    lines.append(f"{name}=={version} --hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}")
+(wheelhouse / "requirements.txt").write_text("\n".join(lines) + "\n")
+lock = pathlib.Path(sys.argv[3])
+locked = {re.sub(r"[-_.]+", "-", m.group(1)).lower() for m in re.finditer(r"^([A-Za-z0-9._-]+)==", lock.read_text(), re.M)}
+ours = {"quantshift-bot", re.sub(r"[-_.]+", "-", found[0]).lower()}
+build = {
+    "python": sys.argv[4],
+    "lock": lock.name,
+    "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest(),
+    "unlocked": sorted(names - locked - ours),  # what the strategy needs beyond the lock, pinned here by hash only
+}
+(wheelhouse / "build.json").write_text(json.dumps(build, indent=2) + "\n")
+if build["unlocked"]:
+    print(f"build-wheelhouse: the strategy brings dependencies the lock does not hold: {', '.join(build['unlocked'])}", file=sys.stderr)
 PY
 tar -C "$dir" -cf "$archive.tmp" .
 mv "$archive.tmp" "$archive"

@@ -65,15 +65,20 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   exit 1
 fi
 stamp=.venv/.quantshift-setup
-want=$(cat pyproject.toml strategies/ma_cross/pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements/controller.lock pyproject.toml bot/pyproject.toml strategies/ma_cross/pyproject.toml demo/strategies/*/pyproject.toml \
+  | sha256sum | cut -d' ' -f1)
 if [[ -x .venv/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]]; then
   exit 0
 fi
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 echo "setup: installing the Python tool set into .venv (about 90 s the first time)"
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
-# The example strategy package (the bot finds strategies through entry points, as on the hosts).
-.venv/bin/pip install -q --disable-pip-version-check -e strategies/ma_cross
+# Every dependency from the lock, each file checked against its hash (make lock writes it), then this
+# project's own packages without dependencies: the controller (.), the bot runtime (bot/: quantshift-bot,
+# import quantshift_bot, what hosts get alone), and the strategy packages, the example and the demo's
+# (the bot finds strategies through entry points, as on the hosts).
+.venv/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements/controller.lock
+.venv/bin/pip install -q --disable-pip-version-check --no-deps -e . -e bot -e strategies/ma_cross -e demo/strategies/ma_trend \
+  -e demo/strategies/ma_inverted
 echo "$want" > "$stamp"
 echo "setup: done (.venv ready)"

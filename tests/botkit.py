@@ -82,13 +82,13 @@ class RedisServer:
 
 
 class Bot:
-    """`python -m bot run` as a real process; its JSON log lines are read back from a file."""
+    """`python -m quantshift_bot run` as a real process; its JSON log lines are read back from a file."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.port = int(env["QS_METRICS_PORT"])
         self.log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "run"], env=os.environ | env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT
+            [sys.executable, "-m", "quantshift_bot", "run"], env=os.environ | env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT
         )
 
     @property
@@ -168,3 +168,37 @@ def lab_get(url: str, path: str, token: str) -> dict[str, Any]:
     with urllib.request.urlopen(req, timeout=5) as resp:
         data: dict[str, Any] = json.load(resp)
         return data
+
+
+NEVER_SIGNALS = '''
+class Never:
+    """Keeps the contract and never signals: a bot that only reconciles."""
+
+    warmup = 1
+
+    def decide(self, symbol, bars, position):
+        return None
+
+    def protection(self, entry):
+        return None, None
+
+
+def make(params):
+    if params:
+        raise ValueError(f"never takes no parameters, got {sorted(params)}")
+    return Never()
+'''
+
+
+def strategy_on_path(where: Path, name: str, source: str = NEVER_SIGNALS) -> dict[str, str]:
+    """A strategy package `name` (module qs_test_NAME, entry point NAME in quantshift.strategies) importable
+    from `where` without installing it: its code and a .dist-info the bot's entry point lookup reads.
+    Returns the environment a bot process needs to find it."""
+    package = where / f"qs_test_{name}"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text(source)
+    info = where / f"qs_test_{name}-0.0.0.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: qs-test-{name}\nVersion: 0.0.0\n")
+    (info / "entry_points.txt").write_text(f"[quantshift.strategies]\n{name} = qs_test_{name}:make\n")
+    return {"QS_STRATEGY": name, "QS_STRATEGY_PARAMS": "{}", "PYTHONPATH": str(where)}

@@ -16,8 +16,8 @@ from typing import Any
 
 import redis
 
-from bot.state import State
 from lab import settings
+from quantshift_bot.state import State
 from tests import ROOT, labkit
 
 

@@ -1,7 +1,7 @@
 """The bad-input corpus (tests/corpus/): broken specs, bot settings, release manifests, host
 variables and command lines. Each gives a clear error and changes nothing: the lab's containers,
 Redis, the audit log and this machine's /opt stay as they were. Also: one exit-code table for every
-command (bot/errors.py), `quantshift --version`, and the progress lines of the long waits."""
+command (bot/quantshift_bot/errors.py), `quantshift --version`, and the progress lines of the long waits."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import pytest
 import redis
 import yaml
 
-from bot.errors import EXIT_ERROR, EXIT_INCONCLUSIVE, EXIT_NO, EXIT_OK, EXIT_USAGE
 from quantshift import gate, shadow
+from quantshift_bot.errors import EXIT_ERROR, EXIT_INCONCLUSIVE, EXIT_NO, EXIT_OK, EXIT_USAGE
 from tests import ROOT, labkit
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -75,7 +75,7 @@ def test_broken_bot_setting_exits_2_before_connecting(redis_url: str, case: dict
             env[key] = value
     client = redis.Redis.from_url(redis_url)
     keys_before = sorted(client.keys("*"))
-    out = run("bot", "run", env=env)
+    out = run("quantshift_bot", "run", env=env)
     assert out.returncode == 2, out.stdout + out.stderr
     assert case["expect"] in out.stderr and "Traceback" not in out.stderr
     assert sorted(client.keys("*")) == keys_before  # never connected, nothing written
@@ -172,7 +172,7 @@ def test_version() -> None:
 
 def test_one_exit_code_table_for_every_command(tmp_path: Path) -> None:
     """0 yes, 1 could not be done, 2 invalid input, 3 the check said no, 4 cannot tell yet: the same in
-    every command (bot/errors.py)."""
+    every command (bot/quantshift_bot/errors.py)."""
     env = os.environ | {"QUANTSHIFT_AUDIT_LOG": str(tmp_path / "audit.jsonl"), "QUANTSHIFT_LAB_DIR": str(tmp_path / "no-lab")}
     env.pop("QUANTSHIFT_AUDIT_REDIS_URL", None)
     env.pop("QUANTSHIFT_WEBHOOK_URL", None)

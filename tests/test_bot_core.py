@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 import redis
-from quantshift_ma_cross import MovingAverageCross
 
-from bot import config, metrics
-from bot.brokers.base import BrokerError
-from bot.brokers.sim import SimBroker
-from bot.engine import Engine
-from bot.lease import LeaseSet
-from bot.models import Bar, Mode, OrderRequest, Position
-from bot.strategy import kelly, position_size
+from quantshift_bot import config, metrics
+from quantshift_bot.brokers.base import BrokerError
+from quantshift_bot.brokers.sim import SimBroker
+from quantshift_bot.engine import Engine
+from quantshift_bot.lease import LeaseSet
+from quantshift_bot.models import Bar, Mode, OrderRequest, Position
+from quantshift_bot.strategy import kelly, position_size
+from quantshift_ma_cross import MovingAverageCross
 from tests.botkit import ROOT
 
 BASE = {
@@ -77,7 +77,9 @@ def test_bad_config_exits_2_before_connecting_and_hides_secrets() -> None:
         "QS_REDIS_URL": "redis://127.0.0.1:1/0",
     }
     began = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "quantshift_bot", "run"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+    )
     assert proc.returncode == 2 and "QS_MAX_POSITION" in proc.stderr
     assert "super-secret-value" not in proc.stdout + proc.stderr
     assert time.monotonic() - began < 10
@@ -195,7 +197,7 @@ def test_restart_recovers_positions_and_never_doubles(redis_url: str) -> None:
     assert broker.submits == sent
     # an order written as intent but lost before reaching the broker is never resent, and its id is
     # fenced at the broker (a canceled limit order holds it) so whoever wrote it can never send it
-    from bot.models import OrderRequest
+    from quantshift_bot.models import OrderRequest
 
     second.state.record_intent(OrderRequest("qs-acct-AAA-1-buy", "AAA", "buy", 1, 1, "lost"), "live", "r")
     second._sync_orders({"AAA"})
@@ -348,8 +350,8 @@ def test_taking_a_lease_wakes_the_trading_loop(redis_url: str) -> None:
 
 
 def test_every_state_write_is_fenced_by_the_lease_tenure(redis_url: str) -> None:
-    from bot.models import Trade
-    from bot.state import Fenced
+    from quantshift_bot.models import Trade
+    from quantshift_bot.state import Fenced
 
     client = redis.Redis.from_url(redis_url)
     broker = SimBroker(("AAA", "BBB"))
@@ -382,7 +384,7 @@ def test_every_state_write_is_fenced_by_the_lease_tenure(redis_url: str) -> None
     mine = LeaseSet(client, "acct2", ("AAA",), "same", 1000)
     mine.refresh()
     assert stale is not None and mine.fence("AAA") is not None and mine.fence("AAA") != stale
-    from bot.state import State
+    from quantshift_bot.state import State
 
     with pytest.raises(Fenced):
         State(client, "acct2", lambda _s: stale, 1000).save_position(Position("AAA", 1, 1.0, None, None, 0.0, "x"))
@@ -403,7 +405,7 @@ class _Hanging(MovingAverageCross):
 def test_a_stuck_loop_stops_its_watchdog_hands_its_leases_back_and_reports_stalled(redis_url: str, tmp_path: Any) -> None:
     import socket
 
-    from bot.notify import Notifier
+    from quantshift_bot.notify import Notifier
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(tmp_path / "notify"))

@@ -10,10 +10,10 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot import metrics
-from bot.brokers.alpaca import AlpacaBroker
-from bot.brokers.base import is_fence_order
-from bot.config import AlpacaSettings
+from quantshift_bot import metrics
+from quantshift_bot.brokers.alpaca import AlpacaBroker
+from quantshift_bot.brokers.base import is_fence_order
+from quantshift_bot.config import AlpacaSettings
 from tests.botkit import bots, lab_get, lab_post
 from tests.labkit import free_port
 
@@ -332,9 +332,9 @@ def test_lab_alpaca_bracket_orders_and_limits_through_the_sdk(trade_lab: dict[st
 
 
 def test_lab_coinbase_refuses_a_jwt_signed_with_another_key(trade_lab: dict[str, Any]) -> None:
-    from bot.brokers.base import OrderRejected
-    from bot.brokers.coinbase import CoinbaseBroker
-    from bot.config import CoinbaseSettings
+    from quantshift_bot.brokers.base import OrderRejected
+    from quantshift_bot.brokers.coinbase import CoinbaseBroker
+    from quantshift_bot.config import CoinbaseSettings
 
     paper, live = trade_lab["coinbase"]["paper"], trade_lab["coinbase"]["live"]
     good = CoinbaseBroker(
@@ -387,9 +387,9 @@ def test_a_fenced_client_order_id_is_never_accepted_at_either_broker(trade_lab: 
     """The two brokers treat a repeated client order id differently, and the lab imitates both: Alpaca
     refuses it (HTTP 422), Coinbase answers with the order that already has it and creates none. Either
     way an id fenced by `burn` can never place an order."""
-    from bot.brokers.coinbase import CoinbaseBroker
-    from bot.config import CoinbaseSettings
-    from bot.models import OrderRequest
+    from quantshift_bot.brokers.coinbase import CoinbaseBroker
+    from quantshift_bot.config import CoinbaseSettings
+    from quantshift_bot.models import OrderRequest
 
     cb_keys = trade_lab["coinbase"]["live"]
     coinbase = CoinbaseBroker(

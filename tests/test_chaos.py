@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from tests import chaoskit
-from tests.botkit import bots
+from tests.botkit import bots, strategy_on_path
 
 CASES = [("alpaca", m) for m in chaoskit.MOMENTS] + [("coinbase", "after_intent"), ("coinbase", "in_flight")]
 
@@ -50,8 +50,8 @@ def test_a_divergence_from_the_broker_is_logged_counted_and_repaired(trade_lab: 
     standby = trade_lab["alpaca"]["live"]["standby"]
     outside = TradingClient(standby["key_id"], standby["secret_key"], url_override=trade_lab["alpaca_url"])
     outside.submit_order(MarketOrderRequest(symbol="AAPL", qty=10, side="buy", time_in_force="day"))
-    # A strategy that never signals (its warm-up is longer than the bars it reads): only reconciliation moves Redis.
-    quiet = {"QS_STRATEGY_PARAMS": '{"fast": 50, "slow": 100}', "QS_BARS_LOOKBACK": "20"}
+    # A strategy that never signals (a package of the test's own): only reconciliation moves Redis.
+    quiet = strategy_on_path(tmp_path / "strategies", "never")
     env = chaoskit.bot_env(trade_lab, redis_url, "alpaca", "primary", "a", QS_SYMBOLS="AAPL", **quiet)
     r = redis.Redis.from_url(redis_url, decode_responses=True)
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import redis
 
-from bot import compare, report
-from bot.errors import EXIT_INCONCLUSIVE, EXIT_NO
-from bot.models import Trade
-from bot.state import State
+from quantshift_bot import compare, report
+from quantshift_bot.errors import EXIT_INCONCLUSIVE, EXIT_NO
+from quantshift_bot.models import Trade
+from quantshift_bot.state import State
 
 T0 = 1_767_600_000.0
 

@@ -65,10 +65,10 @@ def test_targets_name_each_bot_at_its_hosts_stable_address(tmp_path: Path) -> No
 @pytest.fixture
 def host_front(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
     """Two real bots (slot a) behind a real guard front, as on a bot host."""
-    from bot.brokers.sim import SimBroker
-    from bot.config import load
-    from bot.engine import Engine
-    from bot.health import HealthServer
+    from quantshift_bot.brokers.sim import SimBroker
+    from quantshift_bot.config import load
+    from quantshift_bot.engine import Engine
+    from quantshift_bot.health import HealthServer
 
     servers = []
     bots = []
@@ -115,7 +115,7 @@ def test_status_shows_every_bot_and_names_the_host_that_did_not_answer(tmp_path:
     doc = json.loads(done.stdout)
     a = doc["hosts"]["qs-a"]
     assert a["ok"] and a["active"] == "a"
-    from bot.health import document
+    from quantshift_bot.health import document
 
     assert {
         name: (b["slots"]["a"]["release"], b["slots"]["a"]["status"], b["slots"]["a"]["strategy"]) for name, b in a["bots"].items()

@@ -139,10 +139,10 @@ def test_the_scrape_address_follows_the_active_slot(tmp_path: Path, redis_url: s
 
     import redis as redis_lib
 
-    from bot.brokers.sim import SimBroker
-    from bot.config import load
-    from bot.engine import Engine
-    from bot.health import HealthServer
+    from quantshift_bot.brokers.sim import SimBroker
+    from quantshift_bot.config import load
+    from quantshift_bot.engine import Engine
+    from quantshift_bot.health import HealthServer
     from tests.labkit import free_port
 
     g = guard()

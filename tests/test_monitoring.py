@@ -77,7 +77,7 @@ def template_queries(text: str) -> list[str]:
 
 
 def known_series() -> set[str]:
-    from bot import metrics  # here: a missing catalogue fails these tests, not the promtool ones
+    from quantshift_bot import metrics  # here: a missing catalogue fails these tests, not the promtool ones
 
     return metrics.exported_series() | set(metrics.GUARD_SERIES) | PROMETHEUS_SERIES
 

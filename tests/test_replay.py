@@ -1,4 +1,4 @@
-"""The replay (bot/replay.py): bars from a CSV through a strategy with a simulated broker, sized as the engine sizes."""
+"""The replay (bot/quantshift_bot/replay.py): bars from a CSV through a strategy with a simulated broker, sized as the engine sizes."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 import redis
-from quantshift_ma_cross import MovingAverageCross
 
-from bot import compare, config
-from bot.brokers.sim import SimBroker
-from bot.engine import SIZING_TRADES, Engine, buy_quantity
-from bot.models import Bar, Position, Signal, Trade
-from bot.replay import Sizing, read_bars, replay
-from bot.state import State
-from bot.strategy import check
+from quantshift_bot import compare, config
+from quantshift_bot.brokers.sim import SimBroker
+from quantshift_bot.engine import SIZING_TRADES, Engine, buy_quantity
+from quantshift_bot.models import Bar, Position, Signal, Trade
+from quantshift_bot.replay import Sizing, read_bars, replay
+from quantshift_bot.state import State
+from quantshift_bot.strategy import check
+from quantshift_ma_cross import MovingAverageCross
 from tests import ROOT
 
 PARAMS = {"fast": 3.0, "slow": 12.0}
@@ -186,7 +186,7 @@ class Saw:
 
 def test_replay_sizes_on_the_latest_500_trades() -> None:
     """Kelly of the equity the latest SIZING_TRADES trades left, the prior before PRIOR_TRADES: computed here
-    on its own, without bot.engine, over more than 500 trades."""
+    on its own, without quantshift_bot.engine, over more than 500 trades."""
     bars = {"SAW": [Bar(60 * i, 100.0 + i % 4, 103.0, 100.0, 100.0 + i % 4, 1.0) for i in range(4 * 520)]}
     result = replay(bars, Saw(), sizing=Sizing(start_equity=10_000.0, max_position=1e12, max_exposure=1e12))
     assert len(result.trades) == 520 and result.skipped == 0
@@ -308,7 +308,9 @@ def test_replay_orders_what_a_shadow_engine_orders_on_the_same_bars(redis_url: s
 
 
 def _bot(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "quantshift_bot", *args], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_cli_replays_a_file_into_one_json_document(tmp_path: Path) -> None:

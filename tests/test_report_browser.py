@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
-from bot import compare, report
-from bot.errors import UserError
-from bot.models import Trade
 from quantshift import timeline
+from quantshift_bot import compare, report
+from quantshift_bot.errors import UserError
+from quantshift_bot.models import Trade
 
 CHROMIUM = Path("/usr/bin/chromium")
 UTC = dt.UTC

@@ -19,10 +19,10 @@ from types import ModuleType
 
 import pytest
 
-from bot import strategy as contract
-from bot.errors import EXIT_OK, EXIT_USAGE, InputError, Parser, exit_code
-from bot.models import Position
 from quantshift import scaffold
+from quantshift_bot import strategy as contract
+from quantshift_bot.errors import EXIT_OK, EXIT_USAGE, InputError, Parser, exit_code
+from quantshift_bot.models import Position
 
 
 def tree(root: Path) -> list[tuple[str, str]]:

@@ -1,9 +1,10 @@
-"""The strategy contract (bot/strategy.py), the release's strategy in its manifest and wheelhouse, the
-bars the bots record (bot/marketdata.py), and how the replay gate finds production's release."""
+"""The strategy contract (bot/quantshift_bot/strategy.py), the release's strategy in its manifest and wheelhouse, the
+bars the bots record (bot/quantshift_bot/marketdata.py), and how the replay gate finds production's release."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import subprocess
 import sys
@@ -13,14 +14,14 @@ from typing import Any
 
 import pytest
 import redis
-from quantshift_ma_cross import MovingAverageCross
 
-from bot import marketdata
-from bot import strategy as contract
-from bot.models import Bar, Position, Signal
 from quantshift import manifest
 from quantshift.audit import Record
 from quantshift.strategy_cli import production_release
+from quantshift_bot import marketdata
+from quantshift_bot import strategy as contract
+from quantshift_bot.models import Bar, Position, Signal
+from quantshift_ma_cross import MovingAverageCross
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,7 +105,7 @@ def test_loading_names_what_is_missing_or_refused() -> None:
 
 def test_the_bot_refuses_to_start_on_a_strategy_that_is_not_there(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "QS_MODE": "paper", "QS_BROKER": "sim", "QS_SYMBOLS": "AAPL", "QS_STRATEGY": "nope"}
-    done = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "quantshift_bot", "run"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "QS_STRATEGY: strategy 'nope' is not installed" in done.stderr and "Traceback" not in done.stderr
 
@@ -148,6 +149,24 @@ def test_the_wheelhouse_carries_the_strategy(tmp_path: Path) -> None:
         "1.0.0",
         {"fast": 3, "slow": 9},
     )
+    # Every wheel pinned with its file's hash; the lock it came from recorded; nothing of the controller.
+    requirements = subprocess.run(["tar", "-xOf", str(archive), "./requirements.txt"], capture_output=True, text=True, check=True).stdout
+    wheels = [n for n in listing.splitlines() if n.endswith(".whl") and "/tools/" not in n]
+    assert len(requirements.splitlines()) == len(wheels) and all(" --hash=sha256:" in line for line in requirements.splitlines())
+    assert not any(n.startswith("./quantshift-") for n in wheels) and "./tools/uv-" in listing
+    assert any(n.startswith("./quantshift_bot-") for n in wheels)
+    build = json.loads(subprocess.run(["tar", "-xOf", str(archive), "./build.json"], capture_output=True, text=True, check=True).stdout)
+    lock = ROOT / "requirements" / "host-py3.11.lock"
+    assert (build["lock"], build["unlocked"]) == ("host-py3.11.lock", []) and build["lock_sha256"] == hashlib.sha256(
+        lock.read_bytes()
+    ).hexdigest()
+    # A host Python the project has no lock for is refused, naming it, before anything is built.
+    refused = subprocess.run(
+        [str(ROOT / "scripts" / "build-wheelhouse.sh"), str(tmp_path / "other")],
+        env=env | {"QUANTSHIFT_TARGET_PYTHON": "3.12.3"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "Python 3.12.3 is not one the project serves (it serves 3.11, 3.13" in refused.stderr
+    assert not (tmp_path / "other").exists() or not list((tmp_path / "other").glob("*.tar"))
     env["QUANTSHIFT_STRATEGY"] = json.dumps({"name": "missing", "package": str(ROOT / "strategies" / "ma_cross"), "params": {}})
     done = subprocess.run(
         [str(ROOT / "scripts" / "build-wheelhouse.sh"), str(tmp_path)], env=env, capture_output=True, text=True, timeout=600
@@ -214,8 +233,8 @@ def test_each_strategy_package_passes_its_own_tests(package: str) -> None:
 def test_recorded_bars_export_for_replay_and_the_lab(redis_url: str, tmp_path: Path) -> None:
     """What the bots recorded, exported by `quantshift bars export`, is what the replay and the lab's
     exchanges (`quantshift lab up --prices`) read."""
-    from bot.replay import read_bars
     from lab.exchanges.market import Market
+    from quantshift_bot.replay import read_bars
 
     client = redis.Redis.from_url(redis_url)
     marketdata.Recorder(client, "equity").record({"AAPL": [_bar(60 * i, 100.0 + i) for i in range(1, 31)]}, {"AAPL"})

@@ -176,3 +176,22 @@ def test_two_controllers_share_one_history_one_lock_and_the_soak_clocks(tmp_path
     down = cli("bob", "record", "--kind", "deploy", "--release", "r8", "--stage", "paper", "--outcome", "ok", url="redis://127.0.0.1:1/0")
     assert down.returncode != 0 and "cannot be reached" in down.stderr and "Traceback" not in down.stderr
     assert len(down.stderr.strip().splitlines()) == 1 and (tmp_path / "bob.jsonl").read_text() == before
+
+
+def test_the_window_reads_the_calendar_once_then_its_cache(tmp_path: Path) -> None:
+    """A production deploy's window check: the first asks exchange_calendars (pandas, about a second) and
+    keeps the sessions; the next reads them without importing pandas, to the same decision."""
+    import os
+
+    code = (
+        "import datetime as dt, sys\n"
+        "from quantshift import window\n"
+        "d = window.check(dt.datetime(2026, 12, 24, 18, 5, tzinfo=dt.UTC), 'equity')\n"  # Christmas Eve: an early close
+        "print(d.allowed, d.reason, 'pandas' in sys.modules)\n"
+    )
+    env = os.environ | {"XDG_CACHE_HOME": str(tmp_path)}
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+    assert first.endswith("True\n") and second.endswith("False\n")
+    assert first.rsplit(" ", 1)[0] == second.rsplit(" ", 1)[0] and first.startswith("False ") and "13:00 New York (early close)" in first
+    assert list((tmp_path / "quantshift").glob("xnys-*.json"))

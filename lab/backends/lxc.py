@@ -27,7 +27,7 @@ class LxcBackend:
 
     def __init__(self, lab: settings.LabSettings) -> None:
         self.lab = lab
-        self._template_size: int | None = None
+        self._template_sizes: dict[str, int] = {}
         self.root = lab.lxc_path
         self.root.mkdir(parents=True, exist_ok=True)
         for tool in ("lxc-start", "lxc-stop", "lxc-info", "lxc-attach", "ssh-keygen"):
@@ -53,14 +53,18 @@ class LxcBackend:
 
     # --- lifecycle ------------------------------------------------------------------------------
     def create(self, ct: Container, ostemplate: str, ssh_keys: str, log: TaskLog) -> None:
-        lower = self.lab.template_rootfs
+        name = ostemplate.split("/", 1)[-1]
+        if name not in settings.TEMPLATES:
+            raise BackendError(f"volume '{ostemplate}' does not exist")
+        lower = self.lab.rootfs_of(name)
         if not (lower / "etc" / "os-release").exists():
-            raise BackendError(f"volume '{ostemplate}' is not built: run `quantshift lab up --backend lxc`")
+            raise BackendError(f"volume '{ostemplate}' is not built: run `quantshift lab up --backend lxc` (--templates to add it)")
         base = self._dir(ct)
         if base.exists():
             shutil.rmtree(base)
         upper = base / "upper"
         upper.mkdir(parents=True)
+        (base / "template").write_text(name + "\n")  # which template this container lies over
         log(f"creating overlay rootfs for CT {ct.vmid} on {ostemplate}")
         if ssh_keys:
             log("Setting up ssh public keys")
@@ -81,9 +85,21 @@ class LxcBackend:
         self._write_identity(ct, upper)
         self._write_config(ct)
 
+    def _lower_of(self, upper: Path) -> Path:
+        """The template rootfs under a container's upper layer (its directory records which; the default
+        one for a container made before that was recorded)."""
+        try:
+            return self.lab.rootfs_of((upper.parent / "template").read_text().strip())
+        except OSError:
+            return self.lab.template_rootfs
+
+    def _lower(self, ct: Container) -> Path:
+        """The template rootfs the container lies over."""
+        return self._lower_of(self._dir(ct) / "upper")
+
     def _upper_file(self, upper: Path, rel: str) -> Path:
         """A path in the upper layer whose parent directories copy owner and mode from the template."""
-        lower = self.lab.template_rootfs
+        lower = self._lower_of(upper)
         parts = Path(rel).parts
         for i in range(1, len(parts)):
             sub = Path(*parts[:i])
@@ -114,7 +130,7 @@ class LxcBackend:
         base = self._dir(ct)
         cfg = [
             f"lxc.uts.name = {ct.config.get('hostname', f'CT{ct.vmid}')}",
-            f"lxc.rootfs.path = overlay:{self.lab.template_rootfs}:{base / 'upper'}",
+            f"lxc.rootfs.path = overlay:{self._lower(ct)}:{base / 'upper'}",
             "lxc.include = /usr/share/lxc/config/common.conf",
             "lxc.apparmor.profile = unconfined",
             "lxc.autodev = 1",
@@ -256,17 +272,20 @@ class LxcBackend:
         return {"pid": int(pid) if pid.isdigit() else None, "mem": int(mem) if mem.isdigit() else 0, "cpu": 0}
 
     def templates(self) -> list[dict[str, Any]]:
-        rootfs = self.lab.template_rootfs
-        if not (rootfs / "etc" / "os-release").exists():
-            return []
-        if self._template_size is None:  # du over 300 MB: once per process, not per create
-            self._template_size = template.size_bytes(rootfs)
-        return [
-            {
-                "volid": settings.TEMPLATE_VOLID,
-                "content": "vztmpl",
-                "format": "tzst",
-                "size": self._template_size,
-                "ctime": int(rootfs.stat().st_mtime),
-            }
-        ]
+        out = []
+        for name in settings.TEMPLATES:
+            rootfs = self.lab.rootfs_of(name)
+            if not (rootfs / "etc" / "os-release").exists():
+                continue
+            if name not in self._template_sizes:  # du over 300 MB: once per process, not per create
+                self._template_sizes[name] = template.size_bytes(rootfs)
+            out.append(
+                {
+                    "volid": f"{settings.STORAGE}:vztmpl/{name}",
+                    "content": "vztmpl",
+                    "format": "tzst",
+                    "size": self._template_sizes[name],
+                    "ctime": int(rootfs.stat().st_mtime),
+                }
+            )
+        return out

@@ -77,7 +77,16 @@ class MemoryBackend:
         return {"mem": 48 * 1024 * 1024 if running else 0, "cpu": 0.01 if running else 0, "pid": 10000 + ct.vmid if running else None}
 
     def templates(self) -> list[dict[str, Any]]:
-        return [{"volid": settings.TEMPLATE_VOLID, "content": "vztmpl", "format": "tzst", "size": 129_384_448, "ctime": 1_700_000_000}]
+        return [
+            {
+                "volid": f"{settings.STORAGE}:vztmpl/{name}",
+                "content": "vztmpl",
+                "format": "tzst",
+                "size": 129_384_448,
+                "ctime": 1_700_000_000,
+            }
+            for name in settings.TEMPLATES
+        ]
 
 
 def check_vmid_fails(raw: str) -> frozenset[int]:

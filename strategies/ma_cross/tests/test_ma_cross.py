@@ -1,10 +1,10 @@
 """The example strategy: its contract, its parameters, and a crossover it must see."""
 
 import pytest
-from quantshift_ma_cross import MovingAverageCross
 
-from bot.models import Bar, Position
-from bot.strategy import check
+from quantshift_bot.models import Bar, Position
+from quantshift_bot.strategy import check
+from quantshift_ma_cross import MovingAverageCross
 
 
 def bars(closes: list[float]) -> list[Bar]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from quantshift_demo_ma_inverted import InvertedCross
 
-from bot.models import Bar, Position, Signal
-from bot.strategy import check, load
+from quantshift_bot.models import Bar, Position, Signal
+from quantshift_bot.strategy import check, load
 
 LOOKBACK = 60  # QS_BARS_LOOKBACK's default
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from quantshift_demo_ma_trend import TrendFollowingCross
 
-from bot.models import Bar, Position
-from bot.strategy import check, load
+from quantshift_bot.models import Bar, Position
+from quantshift_bot.strategy import check, load
 
 LOOKBACK = 60  # QS_BARS_LOOKBACK's default
 

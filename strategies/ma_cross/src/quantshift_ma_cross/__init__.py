@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bot.models import Bar, Position, Signal
+from quantshift_bot.models import Bar, Position, Signal
 
 PARAMETERS = ("fast", "slow", "stop_loss", "take_profit")
 

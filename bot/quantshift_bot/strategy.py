@@ -28,8 +28,8 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from bot.errors import InputError
-from bot.models import Bar, Position, Signal
+from quantshift_bot.errors import InputError
+from quantshift_bot.models import Bar, Position, Signal
 
 GROUP = "quantshift.strategies"
 DEFAULT = "ma_cross"

@@ -1,4 +1,4 @@
-"""`quantshift bot run|health` (and `python -m bot run`)."""
+"""`quantshift bot run|health` (and `python -m quantshift_bot run`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.compare import Settings
-from bot.errors import (
+from quantshift_bot.compare import Settings
+from quantshift_bot.errors import (
     EXIT_INCONCLUSIVE,
     EXIT_NO,
     EXIT_OK,
@@ -28,19 +28,19 @@ from bot.errors import (
     redis_url,
     text,
 )
-from bot.metrics import PERIODS
-from bot.models import OrderStatus
-from bot.monitor import AlertThresholds
+from quantshift_bot.metrics import PERIODS
+from quantshift_bot.models import OrderStatus
+from quantshift_bot.monitor import AlertThresholds
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bot.runner import run
+    from quantshift_bot.runner import run
 
     return run(args.env_file)
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from bot.replay import command
+    from quantshift_bot.replay import command
 
     return command(args)
 
@@ -48,8 +48,8 @@ def _replay(args: argparse.Namespace) -> int:
 def _strategy(args: argparse.Namespace) -> int:
     """The strategy this release runs (its wheelhouse's strategy.json, else ma_cross), loaded and checked
     against the contract; exit 2 with one line when it cannot be."""
-    from bot import strategy as contract
-    from bot.config import _release_strategy
+    from quantshift_bot import strategy as contract
+    from quantshift_bot.config import _release_strategy
 
     name, params = _release_strategy()
     found = contract.check(contract.load(name, params), name, args.lookback)
@@ -64,7 +64,7 @@ def _strategy(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
-    from bot import monitor
+    from quantshift_bot import monitor
 
     report = monitor.check(args.url, monitor.AlertThresholds(args.min_win_rate, args.max_drawdown, args.max_error_rate, args.min_trades))
     if args.json:
@@ -139,7 +139,7 @@ def _from_redis(url: str, account: str) -> tuple[list[dict[str, Any]], ...]:
     would-be orders, production orders."""
     import redis
 
-    from bot.state import State
+    from quantshift_bot.state import State
 
     where = url.split("@")[-1]  # never the password
     try:
@@ -166,7 +166,7 @@ def _from_redis(url: str, account: str) -> tuple[list[dict[str, Any]], ...]:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from bot import compare, report
+    from quantshift_bot import compare, report
 
     if args.since is not None and args.until is not None and args.since >= args.until:
         raise InputError(f"--since ({args.since:.0f}) must be before --until ({args.until:.0f})")
@@ -227,7 +227,7 @@ def _register_compare(sub: Any) -> None:
         help="does the shadow perform at least as well as production? (metrics, verdict, HTML report)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Compare the shadow's would-be trades with production's real trades over the same period.\n"
-        "Exit 0 pass, 3 fail or marginal (0 with --allow-marginal), 4 inconclusive. Conventions: bot/compare.py.",
+        "Exit 0 pass, 3 fail or marginal (0 with --allow-marginal), 4 inconclusive. Conventions: bot/quantshift_bot/compare.py.",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--redis-url", type=redis_url, help="read both journals from the bots' Redis (with --account)")
@@ -280,8 +280,8 @@ def register(sub: Any) -> None:
 def _lease(args: argparse.Namespace) -> int:
     import redis
 
-    from bot.config import ConfigError, read_env_file
-    from bot.lease import SEPARATOR, holder_of, leases_of, yield_key
+    from quantshift_bot.config import ConfigError, read_env_file
+    from quantshift_bot.lease import SEPARATOR, holder_of, leases_of, yield_key
 
     try:
         env = read_env_file(args.env_file) if args.env_file else {}
@@ -370,7 +370,7 @@ def _actions(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog="python -m bot", description="The QuantShift trading bot.")
+    parser = Parser(prog="python -m quantshift_bot", description="The QuantShift trading bot.")
     _actions(parser)
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
     try:

@@ -1,4 +1,4 @@
-"""The one mark of an error the operator can act on: `UserError`. The `quantshift` and `python -m bot`
+"""The one mark of an error the operator can act on: `UserError`. The `quantshift` and `python -m quantshift_bot`
 commands print such an error as one line (no traceback) and exit non-zero; anything else is a bug.
 The errors of the bot's settings, the spec, provisioning and the audit log derive from it; the lab, which
 stands for the outside world and imports nothing of ours, has its own lab.errors.LabError, and the
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
-# The exit codes of every `quantshift` command (and `python -m bot`); the README's table lists them.
+# The exit codes of every `quantshift` command (and `python -m quantshift_bot`); the README's table lists them.
 EXIT_OK = 0  # done; or the check's answer is yes (gate passed, inside the window, nothing to change...)
 EXIT_ERROR = 1  # it could not be done: a service unreachable, the deploy lock held, an operation failed
 EXIT_USAGE = 2  # what was given is invalid: an option, an argument, or the file or setting it names

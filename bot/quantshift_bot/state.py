@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from bot.models import FINAL, OrderRequest, OrderStatus, Position, Trade
+from quantshift_bot.models import FINAL, OrderRequest, OrderStatus, Position, Trade
 
 # KEYS[1] the lease key (or '' unfenced), KEYS[2] the hash or stream; ARGV: expected lease value, op, field, value[, ttl].
 _FENCED_WRITE = """

@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bot.compare import Comparison, Side
+from quantshift_bot.compare import Comparison, Side
 
 COLORS = {"shadow": "#d9822b", "production": "#2b6cb0"}
 W, H = 720, 270

@@ -13,14 +13,14 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from bot import metrics
-from bot.brokers.base import Broker, BrokerError, is_fence_order
-from bot.config import BotConfig
-from bot.events import event
-from bot.lease import LeaseSet
-from bot.models import FINAL, BrokerOrder, OrderStatus, Position, order_id_prefix
-from bot.state import State
-from bot.strategy import Strategy
+from quantshift_bot import metrics
+from quantshift_bot.brokers.base import Broker, BrokerError, is_fence_order
+from quantshift_bot.config import BotConfig
+from quantshift_bot.events import event
+from quantshift_bot.lease import LeaseSet
+from quantshift_bot.models import FINAL, BrokerOrder, OrderStatus, Position, order_id_prefix
+from quantshift_bot.state import State
+from quantshift_bot.strategy import Strategy
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ or a restart finds the id instead of doubling it. Every later write (order statu
 journal) is checked by Redis against the tenure too: a bot paused past its TTL books nothing.
 
 On taking a symbol (and every `reconcile_every` ticks) the bot reconciles with the broker
-(bot/reconcile.py), the truth for quantities: orders of ours still unfinished are adopted as the broker has them, and an intent the
+(bot/quantshift_bot/reconcile.py), the truth for quantities: orders of ours still unfinished are adopted as the broker has them, and an intent the
 broker has never seen is fenced there (`Broker.burn`) before this bot trades, so the paused holder
 that wrote it can never get it accepted; positions are set to the broker's and a divergence counted.
 """
@@ -24,18 +24,29 @@ from typing import Any, TypeVar
 
 import redis
 
-from bot import marketdata, metrics
-from bot.brokers.base import Broker, BrokerError, BrokerFailure, OrderRejected, is_fence_order
-from bot.config import BotConfig
-from bot.events import event
-from bot.failpoints import Failpoints
-from bot.lease import LeaseSet
-from bot.models import Bar, BrokerOrder, Mode, OrderRequest, OrderStatus, Position, Signal, Trade, client_order_id, order_id_prefix
-from bot.notify import Notifier
-from bot.reconcile import Reconciliation
-from bot.state import Fenced, State
-from bot.strategy import Strategy, position_size
-from bot.strategy import load as load_strategy
+from quantshift_bot import marketdata, metrics
+from quantshift_bot.brokers.base import Broker, BrokerError, BrokerFailure, OrderRejected, is_fence_order
+from quantshift_bot.config import BotConfig
+from quantshift_bot.events import event
+from quantshift_bot.failpoints import Failpoints
+from quantshift_bot.lease import LeaseSet
+from quantshift_bot.models import (
+    Bar,
+    BrokerOrder,
+    Mode,
+    OrderRequest,
+    OrderStatus,
+    Position,
+    Signal,
+    Trade,
+    client_order_id,
+    order_id_prefix,
+)
+from quantshift_bot.notify import Notifier
+from quantshift_bot.reconcile import Reconciliation
+from quantshift_bot.state import Fenced, State
+from quantshift_bot.strategy import Strategy, position_size
+from quantshift_bot.strategy import load as load_strategy
 
 T = TypeVar("T")
 PRIOR_WIN_RATE, PRIOR_PAYOFF, PRIOR_TRADES = 0.55, 2.0, 10  # the odds sizing assumes, weighted as this many trades
@@ -260,7 +271,7 @@ class Engine(Reconciliation):
         self._set_status(held)
 
     def _record(self, bars: dict[str, list[Bar]], held: set[str]) -> None:
-        """Record the bars of the symbols this bot decides on (bot/marketdata.py); never in the way of trading."""
+        """Record the bars of the symbols this bot decides on (bot/quantshift_bot/marketdata.py); never in the way of trading."""
         try:
             self.recorder.record(bars, held)
             self._recording_failed = False
@@ -483,7 +494,7 @@ class Engine(Reconciliation):
 
     def health(self) -> dict[str, Any]:
         """What /healthz answers now (bot.health.document)."""
-        from bot.health import document
+        from quantshift_bot.health import document
 
         return document(self)
 

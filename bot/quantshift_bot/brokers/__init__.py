@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.brokers.base import Broker, BrokerError, OrderRejected
-from bot.config import BotConfig
+from quantshift_bot.brokers.base import Broker, BrokerError, OrderRejected
+from quantshift_bot.config import BotConfig
 
 __all__ = ["Broker", "BrokerError", "OrderRejected", "make"]
 
@@ -11,15 +11,15 @@ __all__ = ["Broker", "BrokerError", "OrderRejected", "make"]
 def make(cfg: BotConfig) -> Broker:
     """The broker for this config; SDKs are imported only when chosen (they are slow to import)."""
     if cfg.broker == "alpaca":
-        from bot.brokers.alpaca import AlpacaBroker
+        from quantshift_bot.brokers.alpaca import AlpacaBroker
 
         assert cfg.alpaca is not None
         return AlpacaBroker(cfg.alpaca, paper=cfg.mode.value == "paper", timeout_s=cfg.broker_timeout_s)
     if cfg.broker == "coinbase":
-        from bot.brokers.coinbase import CoinbaseBroker
+        from quantshift_bot.brokers.coinbase import CoinbaseBroker
 
         assert cfg.coinbase is not None
         return CoinbaseBroker(cfg.coinbase, timeout_s=cfg.broker_timeout_s)
-    from bot.brokers.sim import SimBroker
+    from quantshift_bot.brokers.sim import SimBroker
 
     return SimBroker(cfg.symbols)

@@ -3,7 +3,7 @@
 The simulation is the engine ticking once per bar in shadow mode: minute by minute, every symbol with a
 bar at that minute first updates its last price, then each of them (in symbol order) is decided on its
 latest `lookback` bars and the position held, from the positions as they stood when the minute began
-(as the engine reads them once per tick). A buy is sized by bot.engine.buy_quantity, the function
+(as the engine reads them once per tick). A buy is sized by quantshift_bot.engine.buy_quantity, the function
 Engine.act sizes with, from the trades closed so far; a sell closes the whole position; a size of zero
 is skipped. Orders fill at once at the signal's price and are booked as Engine._apply_fill books them.
 No Redis, no broker, no clock: the same bars and strategy always give the same orders and trades.
@@ -24,11 +24,11 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from bot.config import _installed_release, _release_strategy
-from bot.engine import SIZING_TRADES, buy_quantity
-from bot.errors import EXIT_OK, InputError, UserError
-from bot.models import Bar, Position, Trade
-from bot.strategy import Strategy, check, load
+from quantshift_bot.config import _installed_release, _release_strategy
+from quantshift_bot.engine import SIZING_TRADES, buy_quantity
+from quantshift_bot.errors import EXIT_OK, InputError, UserError
+from quantshift_bot.models import Bar, Position, Trade
+from quantshift_bot.strategy import Strategy, check, load
 
 COLUMNS = ("t", "symbol", "o", "h", "l", "c", "v")  # the lab's bar CSV (lab/exchanges/market.py)
 MARKETS = {"equity": False, "crypto": True}  # market -> trades fractions of a unit (the brokers' `fractional`)
@@ -70,11 +70,11 @@ class Result:
     seconds: float = 0.0  # wall time of the replay loop
 
     def order_docs(self) -> list[dict[str, Any]]:
-        """The orders as bot.compare reads orders (time, symbol, side), with qty, price and reason."""
+        """The orders as quantshift_bot.compare reads orders (time, symbol, side), with qty, price and reason."""
         return [asdict(o) for o in self.orders]
 
     def trade_docs(self) -> list[dict[str, Any]]:
-        """The closed trades as the journal holds them (bot.compare reads opened_at, closed_at, pnl, ret)."""
+        """The closed trades as the journal holds them (quantshift_bot.compare reads opened_at, closed_at, pnl, ret)."""
         return [
             {
                 "symbol": t.symbol,
@@ -253,7 +253,7 @@ def run(
     lookback: int = LOOKBACK,
 ) -> dict[str, Any]:
     """Replay `bars_file` through the strategy the installed release names (or `strategy`; `params` over
-    the release's own when it is the release's strategy), checked first; the `python -m bot replay` document."""
+    the release's own when it is the release's strategy), checked first; the `python -m quantshift_bot replay` document."""
     if market not in MARKETS:
         raise InputError(f"market must be one of {', '.join(MARKETS)}, got {market!r}")
     if not MIN_LOOKBACK <= lookback <= MAX_LOOKBACK:
@@ -282,7 +282,7 @@ def run(
 
 
 def command(args: argparse.Namespace) -> int:
-    """`python -m bot replay`: the document as JSON to --out, else stdout."""
+    """`python -m quantshift_bot replay`: the document as JSON to --out, else stdout."""
     params = strategy_params(args.params) if args.params is not None else None
     doc = run(args.bars, strategy=args.strategy, params=params, market=args.market, lookback=args.lookback)
     text = json.dumps(doc, indent=2)

@@ -15,9 +15,9 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
 
-from bot.brokers.base import BURN_PRICE_FRACTION, BrokerError, OrderRejected
-from bot.config import AlpacaSettings
-from bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest, OrderStatus
+from quantshift_bot.brokers.base import BURN_PRICE_FRACTION, BrokerError, OrderRejected
+from quantshift_bot.config import AlpacaSettings
+from quantshift_bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest, OrderStatus
 
 T = TypeVar("T")
 _STATUS = {

@@ -8,10 +8,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from bot import metrics
+from quantshift_bot import metrics
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from quantshift_bot.engine import Engine
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -6,8 +6,8 @@ import random
 import threading
 import uuid
 
-from bot.brokers.base import OrderRejected
-from bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest, OrderStatus
+from quantshift_bot.brokers.base import OrderRejected
+from quantshift_bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest, OrderStatus
 
 
 class SimBroker:

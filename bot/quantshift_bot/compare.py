@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bot import metrics
+from quantshift_bot import metrics
 
 
 @dataclass(frozen=True)

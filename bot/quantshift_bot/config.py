@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.errors import UserError
-from bot.failpoints import POINTS as FAILPOINTS
-from bot.models import Mode
+from quantshift_bot.errors import UserError
+from quantshift_bot.failpoints import POINTS as FAILPOINTS
+from quantshift_bot.models import Mode
 
 BROKERS = ("alpaca", "coinbase", "sim")
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9./-]{0,19}$")
@@ -134,7 +134,7 @@ def _release_strategy() -> tuple[str, dict[str, float]]:
     when its wheelhouse was built), else the example `ma_cross` with its defaults."""
     import sys
 
-    from bot.strategy import DEFAULT
+    from quantshift_bot.strategy import DEFAULT
 
     try:
         doc = json.loads((Path(sys.prefix).parent / "wheelhouse" / "strategy.json").read_text())
@@ -233,7 +233,7 @@ def load(environ: dict[str, str] | None = None) -> BotConfig:
         r.errors.append("QS_MAX_EXPOSURE must be at least QS_MAX_POSITION")
     lookback = int(r.num("QS_BARS_LOOKBACK", "60", 5, 10000, integer=True))
     if strategy:
-        from bot import strategy as contract
+        from quantshift_bot import strategy as contract
 
         try:
             contract.check(contract.load(strategy, params), strategy, lookback)

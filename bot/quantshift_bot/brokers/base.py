@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest
+from quantshift_bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest
 
 
 class BrokerFailure(RuntimeError):

@@ -1,4 +1,4 @@
-"""`python -m bot run`: read the config, connect, serve health, trade until SIGTERM, exit 0."""
+"""`python -m quantshift_bot run`: read the config, connect, serve health, trade until SIGTERM, exit 0."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ EXIT_CONFIG = 2
 
 
 def run(env_file: Path | None = None) -> int:
-    from bot import config
+    from quantshift_bot import config
 
     logging.basicConfig(level=os.environ.get("QS_LOG_LEVEL", "INFO"), format="%(message)s", stream=sys.stdout)
     env = dict(os.environ)
@@ -26,9 +26,9 @@ def run(env_file: Path | None = None) -> int:
         return EXIT_CONFIG
     import redis
 
-    from bot import brokers
-    from bot.engine import Engine
-    from bot.health import HealthServer
+    from quantshift_bot import brokers
+    from quantshift_bot.engine import Engine
+    from quantshift_bot.health import HealthServer
 
     client = redis.Redis.from_url(cfg.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=5)
     engine = Engine(cfg, brokers.make(cfg), client)

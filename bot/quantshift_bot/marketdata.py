@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from bot.models import Bar
+from quantshift_bot.models import Bar
 
 PREFIX = "qs:bars:"
 RETENTION = 30 * 24 * 60  # bars per symbol: 30 days of 1-minute bars

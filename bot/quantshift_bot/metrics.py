@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from quantshift_bot.engine import Engine
 
 PERIODS = {"equity": 252, "crypto": 365}
 
@@ -236,7 +236,7 @@ class _Collector:
 def _values(engine: Engine) -> dict[str, Any]:
     import redis  # here, not at the top: the command line imports this module for its defaults
 
-    from bot.health import document
+    from quantshift_bot.health import document
 
     market = "crypto" if engine.cfg.broker == "coinbase" else "equity"
     try:

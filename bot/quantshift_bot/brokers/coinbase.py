@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 import requests
 from coinbase.rest import RESTClient
 
-from bot.brokers.base import BURN_PRICE_FRACTION, BrokerError, OrderRejected, is_fence_order
-from bot.config import CoinbaseSettings
-from bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest, OrderStatus
+from quantshift_bot.brokers.base import BURN_PRICE_FRACTION, BrokerError, OrderRejected, is_fence_order
+from quantshift_bot.config import CoinbaseSettings
+from quantshift_bot.models import Bar, BrokerOrder, BrokerPosition, OrderRequest, OrderStatus
 
 T = TypeVar("T")
 _STATUS = {

@@ -7,7 +7,7 @@ Redis cannot confirm a renewal within the TTL the lease counts as lost, so no or
 
 A check in this process can always be overtaken by a pause (SIGSTOP, a VM freeze, swap): every state
 write and every order intent is therefore checked again by Redis itself against the tenure's value
-(`bot.state`), and a bot taking over makes the old tenure's unsent order ids unusable at the broker
+(`quantshift_bot.state`), and a bot taking over makes the old tenure's unsent order ids unusable at the broker
 (`Engine.reconcile`).
 """
 
