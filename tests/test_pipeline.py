@@ -57,7 +57,13 @@ def test_provision_then_deploy_paper_and_gate(lxc_lab: dict[str, Any], tmp_path:
         assert made.returncode == 0, made.stderr
         manifest = tmp_path / "t2.yml"
         manifest.write_text("release: t2\nrisk_class: medium\nstrategy: {name: breakout, package: ./breakout, params: {entry_bars: 15}}\n")
-        mine = playbook(env, "deploy-paper.yml", "-e", f"quantshift_manifest={manifest}")
+        # The replay gate judges it on three hours of bars: too little for a verdict, so on to paper.
+        bars = tmp_path / "bars.csv"
+        subprocess.run(
+            [sys.executable, "-m", "lab.history", "--days", "1", "--symbols", "AAPL,MSFT", "--out", str(bars)], check=True, timeout=120
+        )
+        bars.write_text("".join(bars.read_text().splitlines(keepends=True)[: 1 + 2 * 180]))
+        mine = playbook(env, "deploy-paper.yml", "-e", f"quantshift_manifest={manifest}", "-e", f"quantshift_replay_bars={bars}")
         assert mine.returncode == 0, mine.stdout[-6000:]
         assert "strategy breakout (quantshift-strategy-breakout 0.1.0): the contract holds" in mine.stdout
         assert "replay verdict: INCONCLUSIVE" in flat(mine.stdout)

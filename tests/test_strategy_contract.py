@@ -248,3 +248,16 @@ def test_recorded_bars_export_for_replay_and_the_lab(redis_url: str, tmp_path: P
     replayed = read_bars(tmp_path / "bars-equity.csv")
     assert [b.c for b in replayed["AAPL"]] == [100.0 + i for i in range(1, 31)]
     assert Market(csv_path=tmp_path / "bars-equity.csv").bar("AAPL", 120).c == 102.0
+
+
+@pytest.mark.parametrize("defect", ["crash", "hang", "slow", "errors", "losses"])
+def test_each_deliberately_bad_release_still_applies_to_this_tree(defect: str, tmp_path: Path) -> None:
+    """scripts/build-bad-release.sh patches the tree at named places; a change there must fail here, fast,
+    not in the LXC suites that deploy the bad releases."""
+    import os
+
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "build-bad-release.sh"), str(tmp_path), defect],
+        env=os.environ | {"QUANTSHIFT_BAD_RELEASE_CHECK": "1"}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == f"{defect}: applies", done.stderr
