@@ -261,3 +261,20 @@ def test_each_deliberately_bad_release_still_applies_to_this_tree(defect: str, t
         env=os.environ | {"QUANTSHIFT_BAD_RELEASE_CHECK": "1"}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0 and done.stdout.strip() == f"{defect}: applies", done.stderr
+
+
+def test_a_bad_print_is_not_exported(redis_url: str, tmp_path: Path) -> None:
+    client = redis.Redis.from_url(redis_url)
+    bars = [_bar(60, 100.0), Bar(120, 100.0, 101.0, -5.0, 20.0, 10.0), _bar(180, 21.0)]
+    marketdata.Recorder(client, "crypto").record({"BTC-USD": bars}, {"BTC-USD"})
+    lines = marketdata.export(client, tmp_path)["crypto"].read_text().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["60", "180"]
+
+
+def test_the_labs_bars_never_print_at_or_below_zero() -> None:
+    from lab.exchanges.market import EPOCH, Market
+
+    market = Market(seed=3)
+    market.shock(-0.8, EPOCH + 600)  # a gap of -80 %: the longest body the lab makes
+    bars = market.bars("BTC-USD", EPOCH, EPOCH + 3600)
+    assert min(b.l for b in bars) > 0 and any(b.o > 2 * b.c for b in bars)

@@ -61,6 +61,14 @@ def _open_time(entry_id: object) -> int:
     return int(raw.split("-")[0]) // 1000
 
 
+def _sane(values: tuple[str, ...]) -> bool:
+    try:
+        o, h, low, c, v = (float(x) for x in values)
+    except ValueError:
+        return False
+    return min(o, h, low, c) > 0 and v >= 0
+
+
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -72,7 +80,10 @@ def export(client: redis.Redis, out: Path) -> dict[str, Path]:
         market, _, symbol = name.removeprefix(PREFIX).partition(":")
         for entry_id, f in client.xrange(name) or []:
             fields = {_text(k): _text(v) for k, v in (f or {}).items()}
-            rows.setdefault(market, []).append((_open_time(entry_id), symbol, *(fields[k] for k in ("o", "h", "l", "c", "v"))))
+            values = tuple(fields.get(k, "") for k in ("o", "h", "l", "c", "v"))
+            if not _sane(values):
+                continue  # a broker's bad print (a price at or below zero): not market data to judge a release on
+            rows.setdefault(market, []).append((_open_time(entry_id), symbol, *values))
     found = {}
     for market, lines in rows.items():
         path = out / f"bars-{market}.csv"

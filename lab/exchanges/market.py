@@ -103,7 +103,8 @@ class Market:
             closes = self._walk(symbol, i)
             o, c = round(closes[i - 1] * self._level(i - 1), 4), round(closes[i] * self._level(i), 4)
         wick = abs(c - o) * 0.5 + o * self.volatility * 0.25
-        h, low = round(max(o, c) + wick, 4), round(min(o, c) - wick, 4)
+        # A gap (a shock) makes a long body: its lower wick never reaches zero, as no traded price does.
+        h, low = round(max(o, c) + wick, 4), round(max(min(o, c) - wick, min(o, c) * 0.5), 4)
         v = 1000 + (i * 7919 + len(symbol) * 104729) % 9000
         return Bar(minute_start, o, h, low, c, v, v // 10, round((o + c + h + low) / 4, 4))
 
