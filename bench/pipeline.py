@@ -134,8 +134,8 @@ def main() -> None:
             "name": "deploy-paper.yml on a fresh container (wheelhouse venv, units, health, gate, audit)",
             "value": round(paper_fresh, 1),
             "unit": "s",
-            "target": "< 30",
-            "met": paper_fresh < 30,
+            "target": "< 12",
+            "met": paper_fresh < 12,
         },
         {
             "name": f"deploy-paper.yml, a new release on a host running one: its venv made by uv from the wheelhouse ({' '.join(landed[1:])})",
@@ -161,8 +161,8 @@ def main() -> None:
             "name": "deploy-production.yml with a warm handover (wheelhouse venv, handover, gate watching 5 s)",
             "value": round(prod_handover, 1),
             "unit": "s",
-            "target": "< 30",
-            "met": prod_handover < 30,
+            "target": "< 15",
+            "met": prod_handover < 15,
         },
         {
             "name": f"deploy-production.yml again, nothing to do (changed={_changed(again_out, 'quantshift-primary')})",
@@ -170,10 +170,10 @@ def main() -> None:
             "unit": "s",
             "baseline": round(prod_again_default, 1),
             "baseline_name": f"default ansible.cfg (changed={_changed(default_out, 'quantshift-primary')})",
-            "target": "< 8 and >= 3x faster than default",
-            "met": prod_again < 8 and prod_again_default / prod_again >= 3,
+            "target": "< 4 and >= 3x faster than default",
+            "met": prod_again < 4 and prod_again_default / prod_again >= 3,
             "miss": "; ".join(
-                ([f"+{prod_again - 8:.1f} s over 8 s"] if prod_again >= 8 else [])
+                ([f"+{prod_again - 4:.1f} s over 4 s"] if prod_again >= 4 else [])
                 + ([f"{prod_again_default / prod_again:.1f}x faster, not 3x"] if prod_again_default / prod_again < 3 else [])
             ),
         },
