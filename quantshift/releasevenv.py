@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tarfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from quantshift_bot.errors import InputError, UserError
@@ -44,6 +45,14 @@ class ReleaseVenv:
 
 
 def digest(archive: Path) -> str:
+    """The archive's content hash (16 hex), computed once per file as it is now (path, size, mtime)."""
+    st = archive.stat()
+    return _digest(str(archive.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    archive = Path(path)
     h = hashlib.sha256()
     with archive.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

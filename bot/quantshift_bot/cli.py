@@ -49,16 +49,13 @@ def _strategy(args: argparse.Namespace) -> int:
     """The strategy this release runs (its wheelhouse's strategy.json, else ma_cross), loaded and checked
     against the contract; exit 2 with one line when it cannot be."""
     from quantshift_bot import strategy as contract
-    from quantshift_bot.config import _release_strategy
+    from quantshift_bot.config import _release_strategy, _release_strategy_doc
 
     name, params = _release_strategy()
     found = contract.check(contract.load(name, params), name, args.lookback)
+    meta = _release_strategy_doc()
     doc: dict[str, Any] = {"name": name, "params": params, "warmup": found.warmup}
-    try:
-        meta = json.loads((Path(sys.prefix).parent / "wheelhouse" / "strategy.json").read_text())
-        doc |= {k: meta[k] for k in ("distribution", "version") if k in meta}
-    except (OSError, ValueError):
-        pass
+    doc |= {k: meta[k] for k in ("distribution", "version") if k in meta}
     print(json.dumps(doc) if args.json else f"strategy {name} {json.dumps(params)}: the contract holds (warmup {found.warmup} bars)")
     return EXIT_OK
 

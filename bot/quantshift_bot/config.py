@@ -129,17 +129,26 @@ def _installed_release() -> str:
         return "dev"
 
 
-def _release_strategy() -> tuple[str, dict[str, float]]:
-    """The strategy and parameters the release names (releases/<id>/wheelhouse/strategy.json, written
-    when its wheelhouse was built), else the example `ma_cross` with its defaults."""
+def _release_strategy_doc() -> dict[str, Any]:
+    """The release's strategy.json (releases/<id>/wheelhouse/, written when its wheelhouse was built: name,
+    params, distribution, version); {} when the bot runs outside a release or the file is unreadable."""
     import sys
-
-    from quantshift_bot.strategy import DEFAULT
 
     try:
         doc = json.loads((Path(sys.prefix).parent / "wheelhouse" / "strategy.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _release_strategy() -> tuple[str, dict[str, float]]:
+    """The strategy and parameters the release names, else the example `ma_cross` with its defaults."""
+    from quantshift_bot.strategy import DEFAULT
+
+    doc = _release_strategy_doc()
+    try:
         return str(doc["name"]), {str(k): float(v) for k, v in dict(doc.get("params") or {}).items()}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return DEFAULT, {}
 
 

@@ -130,6 +130,10 @@ class Trade:
     def ret(self) -> float:
         return (self.exit_price - self.entry_price) / self.entry_price if self.entry_price else 0.0
 
+    def doc(self) -> dict[str, Any]:
+        """The trade as the journal holds it (and compare reads it): its fields, pnl and return."""
+        return asdict(self) | {"pnl": self.pnl, "ret": self.ret}
+
 
 def client_order_id(account: str, symbol: str, moment: str | int, side: str) -> str:
     """The client order id the bot sends: one per account, symbol, bar (or moment) and side, so the

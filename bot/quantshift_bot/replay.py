@@ -75,20 +75,7 @@ class Result:
 
     def trade_docs(self) -> list[dict[str, Any]]:
         """The closed trades as the journal holds them (quantshift_bot.compare reads opened_at, closed_at, pnl, ret)."""
-        return [
-            {
-                "symbol": t.symbol,
-                "qty": t.qty,
-                "entry_price": t.entry_price,
-                "exit_price": t.exit_price,
-                "opened_at": t.opened_at,
-                "closed_at": t.closed_at,
-                "pnl": t.pnl,
-                "ret": t.ret,
-                "reason": t.reason,
-            }
-            for t in self.trades
-        ]
+        return [t.doc() for t in self.trades]
 
 
 def replay(

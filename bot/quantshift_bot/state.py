@@ -109,7 +109,7 @@ class State:
 
     # --- journal ----------------------------------------------------------------------------------
     def journal(self, trade: Trade) -> None:
-        doc = asdict(trade) | {"pnl": trade.pnl, "ret": trade.ret}
+        doc = trade.doc()
         self._fenced(trade.symbol, "journal", "xadd", "trade", json.dumps(doc), "trade journal")
 
     def trades(self, count: int = 10_000) -> list[dict[str, Any]]:
