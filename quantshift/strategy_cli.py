@@ -58,15 +58,24 @@ def wheelhouse_of(target: Path) -> Path:
 
 
 def check(archive: Path) -> dict[str, Any]:
-    """The release's strategy loaded and checked against the contract in the release's own venv."""
+    """The release's strategy loaded and checked against the contract in the release's own venv; a pass is
+    kept beside that venv (the archive's content names it), so the next stage's deploy and the replay gate
+    right after the check do not load it again."""
     from quantshift import releasevenv
 
     venv = releasevenv.ensure(archive)
+    passed = venv.home / ".strategy-check.json"
+    try:
+        kept: dict[str, Any] = json.loads(passed.read_text())
+        return kept
+    except (OSError, ValueError):
+        pass
     done = subprocess.run([str(venv.python), "-m", "quantshift_bot", "strategy", "--json"], capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
         raise InputError(f"the release in {archive.name} is refused: {last.removeprefix('bot: ').removeprefix('quantshift: ')}")
     found: dict[str, Any] = json.loads(done.stdout)
+    passed.write_text(done.stdout)
     return found
 
 
